@@ -1,0 +1,46 @@
+# Two commands from nothing: `make demo` and `make test`. Everything they need is
+# installed here, into .venv, with the dev pins of constraints-dev.txt.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.edgeguard-installed
+NVCC   := $(shell command -v nvcc 2>/dev/null)
+PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
+
+.PHONY: demo test test-all cuda bench-attacks clean help
+
+help:
+	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
+	@echo "make test      set up .venv, build the CUDA kernels if nvcc is present, run the test suite"
+	@echo "make test-all  the suite including tests marked slow"
+	@echo "make cuda      build csrc/*.cu into build-cuda/ (needs nvcc)"
+
+$(STAMP): pyproject.toml setup.py constraints-dev.txt $(wildcard csrc/*.pyx csrc/*.c csrc/*.h)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) --upgrade pip setuptools wheel "Cython>=3.0" numpy
+	$(PIP) install $(PIP_FLAGS) --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m edgeguard demo --out demo.png
+
+cuda:
+ifdef NVCC
+	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-cuda -j 2
+else
+	@echo "nvcc not found: skipping the CUDA kernels"
+endif
+
+test: $(STAMP) cuda
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP) cuda
+	$(PY) -m pytest -q
+
+bench-attacks: $(STAMP)
+	$(PY) -m benchmarks.attacks --json benchmarks/results/attacks.json
+
+clean:
+	rm -rf build build-cuda *.egg-info edgeguard/*.so

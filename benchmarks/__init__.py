@@ -1,0 +1,1 @@
+"""One script per figure: ``python -m benchmarks.NAME [--quick] --json PATH``."""

@@ -1,0 +1,72 @@
+"""Attack harness figure: clean and backdoored SynthSigns / SynthGaze models.
+
+    python -m benchmarks.attacks --quick --json /tmp/attacks.json
+
+One result per (task, attack): classification rows carry ca, asr, ba; regression rows
+carry clean_err_deg, attack_err_deg, asr_at_5deg. The clean model is attack "none"
+(its asr is the fraction of triggered images that a model without a backdoor sends to the
+target anyway). Models come from the cache when present.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from benchmarks import common
+
+SIGNS = [("none", False), ("badnets", False), ("blended", False), ("blended_patch", False), ("sig", False), ("lc", False),
+         ("wanet", False), ("iab", False), ("iab", True), ("badnets", True)]
+GAZE = ["none", "badnets", "blended", "wanet", "iab"]
+
+SIZES = {
+    "quick": {"n_train": 10000, "n_test": 2000, "signs_epochs": 10, "gaze_epochs": 10, "mask_epochs": 5},
+    "full": {"n_train": 20000, "n_test": 4000, "signs_epochs": 15, "gaze_epochs": 15, "mask_epochs": 10},
+}
+
+
+def _row(victim, task: str, attack: str, all_to_all: bool, reference) -> dict:
+    from edgeguard.metrics import summarize
+    from edgeguard.train import predict
+
+    row = {"task": task, "attack": attack, "all_to_all": all_to_all, **victim.metrics,
+           "train_seconds": round(victim.train_seconds, 1)}
+    if attack == "none" and reference is not None:
+        # The clean model on the reference attack's triggered set: what a model without a backdoor does.
+        bd = reference.backdoor
+        row.update({k: v for k, v in summarize(victim.test.task, predict(victim.model, victim.test.images), victim.test.labels,
+                                                   predict(victim.model, bd.images), bd.labels, bd.targets).items()})
+    return row
+
+
+def main(argv=None) -> int:
+    args = common.parser("attacks", __doc__).parse_args(argv)
+    from edgeguard.train import TrainConfig
+    from edgeguard.victims import TASKS, VictimConfig, get_victim
+
+    size = SIZES["quick" if args.quick else "full"]
+
+    def config(task: str, attack: str, all_to_all: bool = False) -> VictimConfig:
+        epochs = size[f"{task}_epochs"]
+        options = {"mask_epochs": size["mask_epochs"]} if attack == "iab" else {}
+        return VictimConfig(task=task, attack=attack, all_to_all=all_to_all, attack_options=options,
+                            n_train=size["n_train"], n_test=size["n_test"],
+                            train=dataclasses.replace(TASKS[task].train, epochs=epochs))
+
+    def body() -> list[dict]:
+        results = []
+        for task, attacks in (("signs", SIGNS), ("gaze", [(a, False) for a in GAZE])):
+            reference = get_victim(config(task, "badnets"))  # the clean row's trigger probe
+            for attack, all_to_all in attacks:
+                victim = get_victim(config(task, attack, all_to_all))
+                row = _row(victim, task, attack, all_to_all, reference if attack == "none" else None)
+                print(row, file=sys.stderr, flush=True)
+                results.append(row)
+        return results
+
+    record = common.run("attacks", {"mode": "quick" if args.quick else "full", **size}, body, args.json)
+    print(f"wrote {args.json} in {record['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

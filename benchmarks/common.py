@@ -1,0 +1,54 @@
+"""Shared helpers for benchmark scripts: the machine record and the JSON envelope
+of shared/DESIGN.md: {"benchmark", "machine", "config", "results", "seconds"}."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+
+def machine_info(backend: str = "torch-cpu") -> dict[str, Any]:
+    """CPU model and core count, GPU (None without CUDA), torch version, backend."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "torch": None, "backend": backend,
+                            "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def parser(name: str, doc: Optional[str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc)
+    p.add_argument("--quick", action="store_true", help="smaller data: a few minutes per model on 2 CPU cores")
+    p.add_argument("--json", required=True, help="where to write the results JSON")
+    return p
+
+
+def run(name: str, config: dict[str, Any], body: Callable[[], list[dict[str, Any]]], out: str,
+        backend: str = "torch-cpu") -> dict[str, Any]:
+    """Time ``body()``, wrap its results in the standard envelope and write it to ``out``."""
+    t0 = time.perf_counter()
+    results = body()
+    record = {"benchmark": name, "machine": machine_info(backend), "config": config, "results": results,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(record, indent=2))
+    return record

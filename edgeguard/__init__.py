@@ -1,0 +1,12 @@
+"""edgeguard: backdoor defenses for image models on edge devices.
+
+``import edgeguard`` never imports torch: the torch-side APIs (training, attacks with
+learned triggers, export) load lazily when first used.
+"""
+from __future__ import annotations
+
+from edgeguard import errors
+from edgeguard.errors import EdgeGuardError
+
+__version__ = "0.1.0"
+__all__ = ["EdgeGuardError", "errors", "__version__"]

@@ -1,0 +1,44 @@
+"""On-disk cache of trained artefacts, keyed by a hash of the config that made them.
+
+The root is ``$EDGEGUARD_CACHE`` or ``~/.cache/edgeguard``. Weights are stored as
+safetensors, so loading a cached model never runs code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    """The cache folder (created on demand)."""
+    root = Path(os.environ.get("EDGEGUARD_CACHE", Path.home() / ".cache" / "edgeguard"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__type__": type(obj).__name__, **{k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def config_key(*configs: Any, version: str = "1") -> str:
+    """A short stable hash of dataclass configs (and plain values); ``version`` is bumped
+    when the code that turns a config into an artefact changes meaningfully."""
+    text = json.dumps([version, *[_jsonable(c) for c in configs]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def entry_dir(kind: str, key: str) -> Path:
+    """Folder for one cached artefact, e.g. ``entry_dir("victims", key)``."""
+    path = cache_root() / kind / key
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,89 @@
+"""The one in-memory dataset type every generator and loader returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+
+from edgeguard.errors import InvalidInputError
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass
+class ImageDataset:
+    """Images with labels, kept as uint8 so a trigger is applied to raw pixels.
+
+    Attributes:
+        images: (N, H, W, C) uint8, C in {1, 3}.
+        labels: (N,) int64 class ids for classification, (N, D) float32 for regression
+            (SynthGaze: D = 2, (pitch, yaw) in radians).
+        task: "classification" or "regression".
+        class_names: names of the classes (classification) or of the outputs (regression).
+        name: a short identifier, used in cache keys and reports.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    task: Task
+    class_names: Sequence[str] = field(default_factory=tuple)
+    name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
+            raise InvalidInputError(f"images must be (N, H, W, C) with C in {{1, 3}}, got shape {self.images.shape}")
+        if self.images.dtype != np.uint8:
+            raise InvalidInputError(f"images must be uint8, got {self.images.dtype}")
+        if len(self.labels) != len(self.images):
+            raise InvalidInputError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.task == "classification":
+            if self.labels.ndim != 1:
+                raise InvalidInputError(f"classification labels must be (N,), got {self.labels.shape}")
+            self.labels = self.labels.astype(np.int64, copy=False)
+        elif self.task == "regression":
+            if self.labels.ndim != 2:
+                raise InvalidInputError(f"regression labels must be (N, D), got {self.labels.shape}")
+            self.labels = self.labels.astype(np.float32, copy=False)
+        else:
+            raise InvalidInputError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        self.class_names = tuple(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (classification) or outputs (regression)."""
+        if self.task == "regression":
+            return self.labels.shape[1]
+        return len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C)."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: np.ndarray | slice) -> "ImageDataset":
+        """A new dataset holding ``images[index]``, ``labels[index]``."""
+        return ImageDataset(self.images[index], self.labels[index], self.task, self.class_names, self.name)
+
+    def replace(self, images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None) -> "ImageDataset":
+        """A copy with images and/or labels swapped for new arrays of the same length."""
+        return ImageDataset(
+            self.images if images is None else images,
+            self.labels if labels is None else labels,
+            self.task,
+            self.class_names,
+            self.name,
+        )
+
+
+def to_float_nchw(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) uint8 -> (N, C, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8 (rounded, clipped)."""
+    return np.clip(np.rint(images.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)

@@ -1,0 +1,44 @@
+"""Model zoo: classifiers, the gaze regressor (and, later, the MAE restorer).
+
+``create_model(name, **overrides)`` builds a variant from its config, timm-style. Importing
+this package imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.models.preact_resnet import PreActResNet, ResNetConfig
+
+# Grey eye patches: MPIIGaze-like intensity statistics.
+_GAZE = ResNetConfig(num_outputs=2, in_channels=1, mean=(0.45,), std=(0.22,))
+
+_VARIANTS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
+    "preact_resnet18": (PreActResNet, ResNetConfig()),
+    # DRMGuard's regressor: ResNet-18 features + one linear head (pitch, yaw).
+    "gaze_resnet18": (PreActResNet, _GAZE),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``."""
+    return sorted(_VARIANTS)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build model ``name`` with config fields overridden, e.g.
+    ``create_model("preact_resnet18", num_outputs=43, width=0.125)``."""
+    if name not in _VARIANTS:
+        raise InvalidArgumentError(f"unknown model {name!r}; choose one of {list_models()}")
+    cls, config = _VARIANTS[name]
+    try:
+        config = replace(config, **overrides)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"bad option for model {name!r}: {exc}") from exc
+    return cls(config)
+
+
+__all__ = ["PreActResNet", "ResNetConfig", "create_model", "list_models"]

@@ -1,0 +1,203 @@
+"""One training loop for classifiers and regressors.
+
+``fit(model, data, config)`` trains in place with SGD + cosine schedule (BackdoorBench's
+recipe), random-crop augmentation, a tqdm progress bar and per-epoch checkpoints it can
+resume from. Training-controlled attacks (WaNet, input-aware) plug in through a
+``BatchHook`` that rewrites each augmented mini-batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from edgeguard.data.dataset import ImageDataset, to_float_nchw
+from edgeguard.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of the training loop.
+
+    Attributes:
+        epochs: passes over the data.
+        batch_size: images per step (the last partial batch is dropped, as BackdoorBench does).
+        lr, momentum, weight_decay: SGD settings; the learning rate follows a per-step cosine.
+        crop_padding: random-crop augmentation with this zero padding (0 disables).
+        hflip: random horizontal flips (off: a flip changes a sign's arrow or a gaze's yaw).
+        loss: "auto" (cross-entropy for classification, L1 for regression), "cross_entropy", "l1", "mse".
+        seed: seeds initialisation order, shuffling and augmentation.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    crop_padding: int = 4
+    hflip: bool = False
+    loss: str = "auto"
+    seed: int = 0
+
+
+class BatchHook(Protocol):
+    """Rewrites each training mini-batch (training-controlled attacks).
+
+    ``__call__(x, y)`` gets the augmented batch (N, C, H, W) in [0, 1] and its labels and
+    returns the batch to train on, its labels and an extra loss (or None). ``step()`` runs
+    after the model's backward pass (e.g. to update a trigger generator).
+    """
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]: ...
+
+    def step(self) -> None: ...
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch mean training loss (and accuracy for classification), plus seconds."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random crop of (N, C, H, W) after zero padding by ``padding`` pixels."""
+    if padding <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
+def loss_function(task: str, name: str = "auto"):
+    """The loss callable for a task: cross-entropy for classification, L1 for regression."""
+    if name == "auto":
+        name = "cross_entropy" if task == "classification" else "l1"
+    losses = {"cross_entropy": F.cross_entropy, "l1": F.l1_loss, "mse": F.mse_loss}
+    if name not in losses:
+        raise InvalidArgumentError(f"unknown loss {name!r}; choose one of {sorted(losses)} or 'auto'")
+    return losses[name]
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, history: TrainHistory) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "loss": history.loss,
+            "accuracy": history.accuracy,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def fit(
+    model: nn.Module,
+    data: ImageDataset,
+    config: TrainConfig = TrainConfig(),
+    hook: Optional[BatchHook] = None,
+    checkpoint: Optional[Path] = None,
+    progress: bool = True,
+) -> TrainHistory:
+    """Train ``model`` in place on ``data``.
+
+    Args:
+        model: maps (N, C, H, W) in [0, 1] to (N, K) logits or (N, D) regression outputs.
+        data: training images (already poisoned, for data-poisoning attacks).
+        config: hyper-parameters.
+        hook: optional per-batch rewrite (training-controlled attacks).
+        checkpoint: file written after every epoch; when it exists, training resumes from it.
+        progress: show a tqdm bar.
+    """
+    if len(data) < config.batch_size:
+        raise InvalidArgumentError(f"need at least batch_size={config.batch_size} samples, got {len(data)}")
+    torch.manual_seed(config.seed)
+    criterion = loss_function(data.task, config.loss)
+    x_all = torch.from_numpy(to_float_nchw(data.images))
+    y_all = torch.from_numpy(data.labels)
+    steps_per_epoch = len(data) // config.batch_size
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
+    history = TrainHistory()
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, history.loss, history.accuracy = state["epoch"], list(state["loss"]), list(state["accuracy"])
+        log.info("resuming from %s at epoch %d", checkpoint, start)
+    generator = torch.Generator().manual_seed(config.seed)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, config.epochs), desc=f"train {data.name}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        generator.manual_seed(config.seed * 1000 + epoch)  # resumable: each epoch's randomness is fixed
+        model.train()
+        order = torch.randperm(len(data), generator=generator)
+        total, correct, seen = 0.0, 0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = random_crop(x_all[idx], config.crop_padding, generator)
+            if config.hflip:
+                flip = torch.rand(len(x), generator=generator) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            y = y_all[idx]
+            extra = None
+            if hook is not None:
+                x, y, extra = hook(x, y)
+            out = model(x)
+            loss = criterion(out, y)
+            if extra is not None:
+                loss = loss + extra
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if hook is not None:
+                hook.step()
+            total += float(loss.detach()) * len(x)
+            seen += len(x)
+            if data.task == "classification":
+                correct += int((out.argmax(1) == y).sum())
+        history.loss.append(total / seen)
+        if data.task == "classification":
+            history.accuracy.append(correct / seen)
+        bar.set_postfix(loss=f"{history.loss[-1]:.3f}", **({"acc": f"{history.accuracy[-1]:.3f}"} if history.accuracy else {}))
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), model, opt, sched, epoch + 1, history)
+    history.seconds = time.perf_counter() - t0
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Model outputs for (N, H, W, C) uint8 images -> (N, K) float32 numpy, eval mode."""
+    model.eval()
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(to_float_nchw(images[i : i + batch_size]))
+        outs.append(model(x).float().numpy())
+    if not outs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(outs)

@@ -1,0 +1,179 @@
+"""Backdoored (victim) models: task data + attack + training, cached by config hash.
+
+Every defense is measured on these. ``get_victim(VictimConfig(task="signs", attack="wanet"))``
+generates the data, poisons it, trains the model (or loads it from the cache) and
+evaluates CA/ASR/BA (classification) or angular errors (regression).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from edgeguard import cache
+from edgeguard.attacks import Attack, BackdoorTestSet, get_attack
+from edgeguard.data.dataset import ImageDataset
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.train import TrainConfig, fit, predict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to make a task's data and model."""
+
+    make_data: Callable[..., ImageDataset]
+    model: str
+    train: TrainConfig
+
+
+def _signs(n: int, seed: int, num_classes: int) -> ImageDataset:
+    from edgeguard.data import make_signs
+
+    return make_signs(n, seed=seed, num_classes=num_classes)
+
+
+def _gaze(n: int, seed: int, num_classes: int) -> ImageDataset:
+    from edgeguard.data import make_gaze
+
+    return make_gaze(n, seed=seed)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "signs": TaskSpec(_signs, "preact_resnet18", TrainConfig()),
+    "gaze": TaskSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05)),
+}
+
+
+@dataclass(frozen=True)
+class VictimConfig:
+    """One victim model.
+
+    Attributes:
+        task: "signs" (SynthSigns classification) or "gaze" (SynthGaze regression).
+        attack: a registered attack name, or "none" for a clean model.
+        attack_options: overrides of the attack's defaults (e.g. {"pattern": "color"}).
+        all_to_all: classification: y -> (y + 1) mod K instead of target 0.
+        n_train, n_test: generated samples; the test set uses a different seed.
+        num_classes: SynthSigns classes (ignored for gaze).
+        width: model width multiplier (0.125: the small CPU variant).
+        train: training hyper-parameters; None uses the task's defaults.
+        seed: data seed; the model and attack use it too.
+    """
+
+    task: str = "signs"
+    attack: str = "none"
+    attack_options: dict[str, Any] = field(default_factory=dict)
+    all_to_all: bool = False
+    n_train: int = 10000
+    n_test: int = 2000
+    num_classes: int = 43
+    width: float = 0.125
+    train: Optional[TrainConfig] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidArgumentError(f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
+        if self.train is None:
+            object.__setattr__(self, "train", replace(TASKS[self.task].train, seed=self.seed))
+
+    def clean(self) -> "VictimConfig":
+        """The same setting without an attack (e.g. LC's surrogate)."""
+        return replace(self, attack="none", attack_options={}, all_to_all=False)
+
+    def make_attack(self) -> Optional[Attack]:
+        if self.attack == "none":
+            return None
+        return get_attack(self.attack, all_to_all=self.all_to_all, seed=self.seed, **self.attack_options)
+
+
+@dataclass
+class Victim:
+    """A trained model with what it was evaluated on.
+
+    ``metrics``: {"ca", "asr", "ba"} or {"clean_err_deg", "attack_err_deg", "asr_at_5deg"};
+    a clean model is measured against every attack-free test image only.
+    """
+
+    config: VictimConfig
+    model: Any  # torch.nn.Module, eval mode
+    attack: Optional[Attack]
+    test: ImageDataset
+    backdoor: Optional[BackdoorTestSet]
+    metrics: dict[str, float]
+    train_seconds: float
+    from_cache: bool
+
+    def __str__(self) -> str:
+        vals = "  ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
+        return f"{self.config.task}/{self.config.attack}{' all-to-all' if self.config.all_to_all else ''}: {vals}"
+
+
+def make_datasets(config: VictimConfig) -> tuple[ImageDataset, ImageDataset]:
+    """(train, test) for a config; deterministic."""
+    spec = TASKS[config.task]
+    train = spec.make_data(config.n_train, config.seed, config.num_classes)
+    test = spec.make_data(config.n_test, config.seed + 100_003, config.num_classes)
+    return train, test
+
+
+def evaluate(model, task: str, test: ImageDataset, backdoor: Optional[BackdoorTestSet]) -> dict[str, float]:
+    """Standard metrics of ``model`` on the clean and triggered test sets."""
+    from edgeguard.metrics import summarize
+
+    clean = predict(model, test.images)
+    if backdoor is None:
+        return summarize(task, clean, test.labels)
+    return summarize(task, clean, test.labels, predict(model, backdoor.images), backdoor.labels, backdoor.targets)
+
+
+def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True) -> Victim:
+    """Train (or load from the cache) the victim model described by ``config``."""
+    import torch
+    from safetensors.numpy import load_file, save_file
+
+    from edgeguard.models import create_model
+
+    spec = TASKS[config.task]
+    key = cache.config_key(config)
+    folder = cache.entry_dir("victims", key)
+    train, test = make_datasets(config)
+    torch.manual_seed(config.seed)
+    model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
+    attack = config.make_attack()
+    if attack is not None:
+        attack.fit(train)
+    weights = folder / "model.safetensors"
+    if use_cache and weights.exists():
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(weights).items()})
+        if attack is not None and (folder / "attack.safetensors").exists():
+            attack.load_state_dict(load_file(folder / "attack.safetensors"))
+        info = json.loads((folder / "victim.json").read_text())
+        model.eval()
+        backdoor = attack.backdoor_test(test) if attack is not None else None
+        return Victim(config, model, attack, test, backdoor, info["metrics"], info["train_seconds"], True)
+
+    log.info("training victim %s (cache key %s)", config, key)
+    data, hook = train, None
+    if attack is not None:
+        surrogate = get_victim(config.clean(), progress, use_cache).model if attack.name == "lc" else None
+        data = attack.poison(train, surrogate=surrogate).data
+        hook = attack.training_hook(data, progress=progress)
+    history = fit(model, data, config.train, hook=hook,
+                  checkpoint=folder / "checkpoint.pt" if hook is None else None, progress=progress)
+    backdoor = attack.backdoor_test(test) if attack is not None else None
+    metrics = evaluate(model, train.task, test, backdoor)
+    if use_cache:
+        save_file({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, weights)
+        if attack is not None and attack.state_dict():
+            save_file(attack.state_dict(), folder / "attack.safetensors")
+        info = {"config": json.loads(json.dumps(asdict(config), default=str)), "metrics": metrics,
+                "train_seconds": history.seconds, "loss": history.loss}
+        (folder / "victim.json").write_text(json.dumps(info, indent=2))
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return Victim(config, model, attack, test, backdoor, metrics, history.seconds, False)

@@ -1,0 +1,51 @@
+"""The runtime side never imports torch (DESIGN principle 1)."""
+import subprocess
+import sys
+import textwrap
+
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+    class _NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this test")
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_import_edgeguard_and_numpy_side_without_torch():
+    res = run_without_torch(
+        """
+        import numpy as np
+        import edgeguard, edgeguard.data, edgeguard.metrics, edgeguard.attacks, edgeguard.kernels
+        from edgeguard.data import make_signs
+        data = make_signs(64, seed=0)
+        a = edgeguard.attacks.get_attack("badnets").fit(data)
+        out = a.apply(data.images[:2])
+        assert out.shape == (2, 32, 32, 3)
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("ok")
+
+
+def test_torch_side_fails_clearly_without_torch():
+    res = run_without_torch(
+        """
+        from edgeguard.deploy import export_onnx
+        try:
+            export_onnx(None, "x.onnx", (3, 32, 32))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    assert "MissingDependencyError" in res.stdout and "pip install" in res.stdout, res.stdout + res.stderr

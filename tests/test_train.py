@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import toy_classification, toy_regression
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.metrics import clean_accuracy, mean_angular_error
+from edgeguard.models import create_model
+from edgeguard.train import TrainConfig, fit, predict, random_crop
+
+
+def test_random_crop_shifts_content():
+    x = torch.zeros(4, 1, 8, 8)
+    x[:, :, 3, 3] = 1
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert torch.all(out.sum(dim=(1, 2, 3)) == 1)  # a shift of at most 2 keeps the pixel inside
+    assert torch.equal(random_crop(x, 0, torch.Generator()), x)
+
+
+def test_classifier_learns_toy_task(toy_train, toy_test):
+    model = create_model("preact_resnet18", num_outputs=8, width=0.125)
+    history = fit(model, toy_train.subset(slice(0, 512)), TrainConfig(epochs=3, batch_size=32, lr=0.05), progress=False)
+    assert history.loss[-1] < history.loss[0]
+    assert clean_accuracy(predict(model, toy_test.images), toy_test.labels) > 0.9
+
+
+def test_regressor_learns_toy_gaze():
+    train, test = toy_regression(512, 0), toy_regression(128, 1)
+    model = create_model("gaze_resnet18", width=0.125)
+    before = mean_angular_error(predict(model, test.images), test.labels)
+    fit(model, train, TrainConfig(epochs=3, batch_size=32, lr=0.05), progress=False)
+    after = mean_angular_error(predict(model, test.images), test.labels)
+    assert after < 0.5 * before and after < 10
+
+
+class _StopAfter:
+    """A batch hook that leaves batches alone and interrupts training after n steps."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, x, y):
+        if self.n == 0:
+            raise KeyboardInterrupt
+        self.n -= 1
+        return x, y, None
+
+    def step(self):
+        pass
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, toy_train):
+    data = toy_train.subset(slice(0, 128))  # 4 steps per epoch at batch 32
+    cfg = TrainConfig(epochs=3, batch_size=32)
+
+    def new_model():
+        torch.manual_seed(0)
+        return create_model("preact_resnet18", num_outputs=8, width=0.125)
+
+    straight = new_model()
+    fit(straight, data, cfg, progress=False)
+
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(new_model(), data, cfg, hook=_StopAfter(2 * 4 + 1), checkpoint=ckpt, progress=False)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    resumed = new_model()
+    history = fit(resumed, data, cfg, checkpoint=ckpt, progress=False)
+    assert len(history.loss) == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_fit_rejects_tiny_dataset(toy_train):
+    with pytest.raises(InvalidArgumentError):
+        fit(create_model("preact_resnet18", num_outputs=8, width=0.125), toy_train.subset(slice(0, 10)), TrainConfig())
