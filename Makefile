@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 cuda:
 ifdef NVCC
-	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DEDGEGUARD_WERROR=ON >/dev/null
 	cmake --build build-cuda -j 2
 else
 	@echo "nvcc not found: skipping the CUDA kernels"
