@@ -32,7 +32,8 @@ class TrainConfig:
     Attributes:
         epochs: passes over the data.
         batch_size: images per step (the last partial batch is dropped, as BackdoorBench does).
-        lr, momentum, weight_decay: SGD settings; the learning rate follows a per-step cosine.
+        optimizer: "sgd" (BackdoorBench's, with momentum) or "adam".
+        lr, momentum, weight_decay: optimiser settings; the learning rate follows a per-step cosine.
         crop_padding: random-crop augmentation with this zero padding (0 disables).
         hflip: random horizontal flips (off: a flip changes a sign's arrow or a gaze's yaw).
         loss: "auto" (cross-entropy for classification, L1 for regression), "cross_entropy", "l1", "mse".
@@ -41,6 +42,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -136,7 +138,12 @@ def fit(
     x_all = torch.from_numpy(to_float_nchw(data.images))
     y_all = torch.from_numpy(data.labels)
     steps_per_epoch = len(data) // config.batch_size
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        raise InvalidArgumentError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     history = TrainHistory()
     start = 0

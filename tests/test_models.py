@@ -55,3 +55,23 @@ def test_onnx_export_matches_torch(tmp_path, name, shape):
         np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-4)
     with pytest.raises(InvalidArgumentError):
         export_onnx(model, tmp_path / "bad.onnx", shape, opset=13)
+
+
+def test_weights_loader_is_safe_and_checks_shapes(tmp_path):
+    from safetensors.torch import save_file
+
+    from edgeguard.deploy.weights import load_model_weights
+    from edgeguard.errors import DataFormatError, ModelFormatError
+
+    model = create_model("preact_resnet18", num_outputs=16, width=0.125)
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    loaded = load_model_weights("preact_resnet18", tmp_path / "w.safetensors", width=0.125)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    with pytest.raises(ModelFormatError):
+        load_model_weights("preact_resnet18", tmp_path / "w.safetensors", width=0.25)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelFormatError):
+        load_model_weights("preact_resnet18", tmp_path / "junk.safetensors")
+    with pytest.raises(DataFormatError):
+        load_model_weights("preact_resnet18", tmp_path / "missing.safetensors")

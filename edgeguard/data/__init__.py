@@ -1,0 +1,26 @@
+"""Datasets: SynthSigns and SynthGaze generators, the real-photo pool, and loaders.
+
+numpy only (no torch): every generator and loader returns an ``ImageDataset`` of uint8 images.
+"""
+from __future__ import annotations
+
+from edgeguard.data.dataset import ImageDataset, to_float_nchw, to_uint8_nhwc
+from edgeguard.data.gaze import make_gaze
+from edgeguard.data.loaders import load_cifar10, load_dataset, load_image_folder, load_npz, save_npz
+from edgeguard.data.photos import photo_pool, random_crops
+from edgeguard.data.signs import make_signs
+
+__all__ = [
+    "ImageDataset",
+    "to_float_nchw",
+    "to_uint8_nhwc",
+    "make_signs",
+    "make_gaze",
+    "photo_pool",
+    "random_crops",
+    "load_cifar10",
+    "load_image_folder",
+    "load_npz",
+    "save_npz",
+    "load_dataset",
+]

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeguard import cache
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.train import TrainConfig, predict
+from edgeguard.victims import VictimConfig, get_victim
+
+TINY = dict(n_train=512, n_test=128, num_classes=16, train=TrainConfig(epochs=1, batch_size=64))
+
+
+def test_victim_is_cached_by_config():
+    cfg = VictimConfig(task="signs", attack="none", **TINY)
+    first = get_victim(cfg, progress=False)
+    assert not first.from_cache and set(first.metrics) == {"ca"}
+    second = get_victim(cfg, progress=False)
+    assert second.from_cache and second.metrics == first.metrics
+    x = first.test.images[:8]
+    np.testing.assert_allclose(predict(second.model, x), predict(first.model, x), atol=1e-6)
+    assert cache.config_key(cfg) != cache.config_key(VictimConfig(task="signs", attack="none", **{**TINY, "n_train": 640}))
+
+
+def test_patch_backdoor_is_learned():
+    # A large patch so a 1/8-width model learns it in seconds; the default 3x3 patch needs
+    # far longer training at this width (see benchmarks/attacks.py).
+    cfg = VictimConfig(task="signs", attack="badnets", attack_options={"size": 10}, n_train=2048, n_test=256,
+                       num_classes=16, train=TrainConfig(epochs=4, batch_size=64, crop_padding=0))
+    victim = get_victim(cfg, progress=False)
+    assert victim.metrics["asr"] > 0.8
+    assert victim.metrics["asr"] + victim.metrics["ba"] <= 1.0 + 1e-9
+
+
+def test_lc_uses_the_clean_model_as_surrogate():
+    cfg = VictimConfig(task="signs", attack="lc", attack_options={"steps": 2}, **TINY)
+    victim = get_victim(cfg, progress=False)
+    assert set(victim.metrics) == {"ca", "asr", "ba"}
+    assert get_victim(cfg.clean(), progress=False).from_cache  # trained once as LC's surrogate
+
+
+def test_iab_generators_are_restored_from_cache():
+    cfg = VictimConfig(task="signs", attack="iab", attack_options={"mask_epochs": 1}, **TINY)
+    trained = get_victim(cfg, progress=False)
+    loaded = get_victim(cfg, progress=False)
+    assert loaded.from_cache
+    np.testing.assert_array_equal(loaded.backdoor.images, trained.backdoor.images)
+
+
+def test_gaze_victim_reports_angular_metrics():
+    cfg = VictimConfig(task="gaze", attack="badnets", **TINY)
+    victim = get_victim(cfg, progress=False)
+    assert set(victim.metrics) == {"clean_err_deg", "attack_err_deg", "asr_at_5deg"}
+    assert victim.backdoor.targets.shape == (128, 2)
+
+
+def test_bad_config():
+    with pytest.raises(InvalidArgumentError):
+        VictimConfig(task="faces")
+    with pytest.raises(InvalidArgumentError):
+        get_victim(VictimConfig(task="gaze", attack="lc", **TINY), progress=False)
