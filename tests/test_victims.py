@@ -25,8 +25,8 @@ def test_victim_is_cached_by_config():
 def test_patch_backdoor_is_learned():
     # A large patch so a 1/8-width model learns it in seconds; the default 3x3 patch needs
     # far longer training at this width (see benchmarks/attacks.py).
-    cfg = VictimConfig(task="signs", attack="badnets", attack_options={"size": 10}, n_train=2048, n_test=256,
-                       num_classes=16, train=TrainConfig(epochs=4, batch_size=64, crop_padding=0))
+    cfg = VictimConfig(task="signs", attack="badnets", attack_options={"size": 12}, n_train=4000, n_test=256,
+                       num_classes=16, train=TrainConfig(epochs=5, crop_padding=0))
     victim = get_victim(cfg, progress=False)
     assert victim.metrics["asr"] > 0.8
     assert victim.metrics["asr"] + victim.metrics["ba"] <= 1.0 + 1e-9
