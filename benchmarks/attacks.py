@@ -30,13 +30,13 @@ def _row(victim, task: str, attack: str, all_to_all: bool, reference) -> dict:
     from edgeguard.metrics import summarize
     from edgeguard.train import predict
 
-    row = {"task": task, "attack": attack, "all_to_all": all_to_all, **victim.metrics,
-           "train_seconds": round(victim.train_seconds, 1)}
+    row = {"task": task, "attack": attack, "all_to_all": all_to_all, **victim.metrics}
     if attack == "none" and reference is not None:
         # The clean model on the reference attack's triggered set: what a model without a backdoor does.
         bd = reference.backdoor
         row.update({k: v for k, v in summarize(victim.test.task, predict(victim.model, victim.test.images), victim.test.labels,
                                                    predict(victim.model, bd.images), bd.labels, bd.targets).items()})
+    row["train_seconds"] = round(victim.train_seconds, 1)
     return row
 
 
