@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeguard.data.dataset import ImageDataset
+from edgeguard.data.filters import blur3
 from edgeguard.errors import InvalidArgumentError
 
 GAZE_NAMES = ("pitch", "yaw")
@@ -30,14 +31,6 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def _soft(sd: np.ndarray) -> np.ndarray:
     """Coverage of a pixel by a shape from its signed distance in pixels (< 0 inside)."""
     return np.minimum(np.maximum(0.5 - sd, 0.0), 1.0)
-
-
-def _blur3(x: np.ndarray) -> np.ndarray:
-    """[1, 2, 1] / 4 separable blur over axes 1 and 2 of (n, H, W, C), edges replicated."""
-    p = np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)), mode="edge")
-    x = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
-    p = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)), mode="edge")
-    return (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
 
 
 def make_gaze(
@@ -152,7 +145,7 @@ def make_gaze(
         img = _render(p, gx, gy, height, width, skin_col[sl], sclera_col[sl], iris_col[sl], pupil_col[sl])
         img *= gain[sl, None, None, None]
         b = blur_amount[sl, None, None, None]
-        img += (_blur3(img) - img) * b
+        img += (blur3(img) - img) * b
         img += rng.standard_normal(img.shape, dtype=f32) * sigma[sl, None, None, None]
         images[sl] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     labels = np.stack([pitch, yaw], axis=1).astype(f32)

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from edgeguard.data.dataset import ImageDataset
+from edgeguard.data.filters import blur3
 from edgeguard.data.photos import random_crops
 from edgeguard.errors import InvalidArgumentError
 
@@ -393,14 +394,6 @@ def _homographies(rng: np.random.Generator, n: int, size: int, scale, shift, rot
     return np.linalg.inv(fwd)
 
 
-def _blur3(x: np.ndarray) -> np.ndarray:
-    """[1, 2, 1] / 4 separable blur over axes 1 and 2 of (n, H, W, C), edges replicated."""
-    p = np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)), mode="edge")
-    x = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
-    p = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)), mode="edge")
-    return (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
-
-
 def make_signs(
     n: int,
     seed: int = 0,
@@ -495,7 +488,7 @@ def make_signs(
         img += sign[..., :3] * gain[sl, None, None, :]
         img = (img - 0.5) * cont[sl, None, None, None] + 0.5 + bright[sl, None, None, None]
         b = blur_amount[sl, None, None, None]
-        img = img + (_blur3(img) - img) * b
+        img = img + (blur3(img) - img) * b
         img += rng.standard_normal(img.shape, dtype=np.float32) * sigma[sl, None, None, None]
         images[sl] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return ImageDataset(images, labels, "classification", CLASS_NAMES[:num_classes], "synthsigns")
