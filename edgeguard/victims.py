@@ -44,7 +44,9 @@ def _gaze(n: int, seed: int, num_classes: int) -> ImageDataset:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "signs": TaskSpec(_signs, "preact_resnet18", TrainConfig()),
+    # No random-crop shifts for signs: with them the small CPU models learn no local trigger
+    # within a short schedule (measured: BadNets ASR < 0.01 with, 0.94 without).
+    "signs": TaskSpec(_signs, "preact_resnet18", TrainConfig(crop_padding=0)),
     "gaze": TaskSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05)),
 }
 

@@ -30,7 +30,7 @@ def toy_classification(n: int, seed: int = 0, size: int = 32, classes: int = 8) 
     y = rng.integers(0, classes, n)
     img = rng.integers(0, 90, (n, size, size, 3)).astype(np.float32)
     lo, hi = size // 4, 3 * size // 4
-    img[:, lo:hi, lo:hi] = 0.4 * img[:, lo:hi, lo:hi] + 0.7 * _COLOURS[y % len(_COLOURS)][:, None, None, :]
+    img[:, lo:hi, lo:hi] = 0.15 * img[:, lo:hi, lo:hi] + 0.85 * _COLOURS[y % len(_COLOURS)][:, None, None, :]
     return ImageDataset(np.clip(img, 0, 255).astype(np.uint8), y, "classification", [f"c{i}" for i in range(classes)], "toy")
 
 

@@ -18,7 +18,7 @@ def test_registry_lists_all_attacks_and_rejects_unknown():
 
 
 def test_badnets_white_patch_replaces_bottom_right(toy_train):
-    a = get_attack("badnets").fit(toy_train)
+    a = get_attack("badnets", pattern="white").fit(toy_train)
     x = toy_train.images[:4]
     out = a.apply(x)
     assert (out[:, 29:, 29:] == 255).all()
@@ -33,12 +33,12 @@ def test_badnets_color_patch_is_bdmae_pattern(toy_train):
 
 def test_badnets_scales_to_224_px():
     big = toy_classification(4, size=224)
-    out = get_attack("badnets").fit(big).apply(big.images)
+    out = get_attack("badnets", pattern="white").fit(big).apply(big.images)
     assert (out[:, -15:, -15:] == 255).all() and not (out[:, -16, -16] == 255).all()
 
 
 def test_dirty_label_poisoning(toy_train):
-    a = get_attack("badnets", poison_rate=0.1).fit(toy_train)
+    a = get_attack("badnets", pattern="white", poison_rate=0.1).fit(toy_train)
     p = a.poison(toy_train)
     assert len(p.poison_index) == round(0.1 * len(toy_train))
     assert (p.data.labels[p.poison_index] == 0).all()
@@ -48,7 +48,7 @@ def test_dirty_label_poisoning(toy_train):
     assert (p.data.images[p.poison_index, 29:, 29:] == 255).all()
     # deterministic by seed, different with another seed
     np.testing.assert_array_equal(a.poison(toy_train).poison_index, p.poison_index)
-    other = get_attack("badnets", seed=1).fit(toy_train).poison(toy_train).poison_index
+    other = get_attack("badnets", pattern="white", seed=1).fit(toy_train).poison(toy_train).poison_index
     assert not np.array_equal(other, p.poison_index)
 
 
@@ -81,7 +81,8 @@ def test_blended_patch_is_local(toy_train):
     x = toy_train.images[:3]
     diff = np.abs(a.apply(x).astype(int) - x.astype(int)).sum(axis=(0, 3))
     rows, cols = np.nonzero(diff)
-    assert rows.min() >= 32 - 6 - 1 and cols.min() >= 32 - 6 - 1 and rows.max() < 31 and cols.max() < 31
+    lo, hi = 32 - 6 - 6, 32 - 6  # 6 px wide, 6 px from the border
+    assert rows.min() >= lo and cols.min() >= lo and rows.max() < hi and cols.max() < hi
 
 
 def test_sig_adds_sinusoid(toy_train):
@@ -185,3 +186,12 @@ def test_bad_input_is_rejected(toy_train):
         a.apply(toy_train.images[:1, :16])
     with pytest.raises(InvalidArgumentError):
         get_attack("badnets", target=99).fit(toy_train)
+
+
+def test_lc_margin_moves_the_corner_patterns_inward(toy_train):
+    x = np.zeros((1, 32, 32, 3), np.uint8)
+    out = get_attack("lc", margin=3).fit(toy_train).apply(x)
+    assert out[0, 3, 3, 0] == 255 and out[0, 28, 28, 0] == 255  # white checkerboard corners
+    assert out[0, :3].max() == 0 and out[0, :, :3].max() == 0
+    with pytest.raises(InvalidArgumentError):
+        get_attack("lc", margin=14).fit(toy_train)

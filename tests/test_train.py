@@ -21,7 +21,8 @@ def test_random_crop_shifts_content():
 
 def test_classifier_learns_toy_task(toy_train, toy_test):
     model = create_model("preact_resnet18", num_outputs=8, width=0.125)
-    history = fit(model, toy_train, TrainConfig(epochs=4, batch_size=32, lr=0.05), progress=False)
+    # 8 epochs: at 4, some initialisations of this 8-channel net still merge two colours.
+    history = fit(model, toy_train, TrainConfig(epochs=8, batch_size=32, lr=0.05), progress=False)
     assert history.loss[-1] < history.loss[0]
     assert clean_accuracy(predict(model, toy_test.images), toy_test.labels) > 0.9
 

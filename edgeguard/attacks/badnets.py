@@ -16,13 +16,15 @@ class BadNets(Attack):
     """Dirty-label patch trigger.
 
     Attributes:
-        pattern: "white" (BackdoorBench: solid white, bottom-right corner, no margin),
-            "color" (BDMAE's 3x3 random-colour patch, rows 16-18, cols 27-29 on 32x32,
-            placed proportionally on other sizes) or "checker" (black/white checkerboard).
+        pattern: "color" (default: BDMAE's 3x3 random-colour patch, rows 16-18, cols
+            27-29 on 32x32, placed proportionally on other sizes), "white" (BackdoorBench:
+            solid white, bottom-right corner, no margin) or "checker" (black/white
+            checkerboard, bottom-right). The small CPU victims learn the colour patch but
+            not the corner ones within their short schedule.
         size: patch side in pixels; None gives 3 on small images and 15 on 224-px ones.
     """
 
-    pattern: str = "white"
+    pattern: str = "color"
     size: Optional[int] = None
 
     name: ClassVar[str] = "badnets"

@@ -42,14 +42,15 @@ class Blended(Attack):
 @dataclass
 class BlendedPatch(Attack):
     """A local blended patch (BDMAE's ``blended_patch`` kind): a fixed noise pattern of
-    ``size`` x ``size`` pixels blended with weight ``alpha`` at the bottom-right corner,
-    with ``margin`` pixels to the border. BDMAE's exact icon, size and alpha are unpublished;
-    these defaults make a faint local trigger that a small model still learns.
+    ``size`` x ``size`` pixels blended with weight ``alpha`` near the bottom-right corner,
+    ``margin`` pixels from the border. BDMAE's exact icon, size and alpha are unpublished;
+    these defaults make a faint local trigger that a small model still learns (at margin 1
+    the small CPU victims did not learn it).
     """
 
     alpha: float = 0.5
     size: int = 6
-    margin: int = 1
+    margin: int = 6
 
     name: ClassVar[str] = "blended_patch"
 

@@ -28,12 +28,15 @@ class LabelConsistent(Attack):
         step: PGD step size.
         steps: PGD iterations.
         corner: checkerboard side in pixels.
+        margin: pixels between each checkerboard and the image border (0: in the corners,
+            as published).
     """
 
     eps: float = 16 / 255
     step: float = 1.5 / 255
     steps: int = 100
     corner: int = 3
+    margin: int = 0
 
     name: ClassVar[str] = "lc"
     kind: ClassVar[str] = "clean_label"
@@ -41,12 +44,15 @@ class LabelConsistent(Attack):
     def _build(self, train) -> None:
         if train.task != "classification":
             raise InvalidArgumentError("the label-consistent attack is defined for classification only")
+        if self.margin < 0 or 2 * (self.corner + self.margin) > min(self.image_shape_[:2]):
+            raise InvalidArgumentError(f"four {self.corner}-px corners with margin {self.margin} do not fit "
+                                       f"a {self.image_shape_[0]}x{self.image_shape_[1]} image")
         self.pattern_ = triggers.checkerboard(self.corner)
 
     def _apply(self, images: np.ndarray) -> np.ndarray:
         h, w, _ = self.image_shape_
-        c = self.corner
-        for top, left in ((0, 0), (0, w - c), (h - c, 0), (h - c, w - c)):
+        c, m = self.corner, self.margin
+        for top, left in ((m, m), (m, w - c - m), (h - c - m, m), (h - c - m, w - c - m)):
             images = triggers.stamp(images, self.pattern_, top, left)
         return images
 
