@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -17,47 +17,79 @@ MIN_OPSET = 17  # LayerNormalization; TensorRT 10 parses 9-24
 def export_onnx(
     model,
     path: str | Path,
-    input_shape: Sequence[int],
+    inputs: Sequence[int] | Mapping[str, Sequence[int]],
     opset: int = MIN_OPSET,
-    input_name: str = "image",
     output_name: str = "output",
+    binary_inputs: Collection[str] = (),
     dynamic_batch: bool = True,
     atol: float = 1e-4,
 ) -> Path:
     """Export ``model`` (eval mode) to ONNX and check ONNX Runtime matches torch.
 
     Args:
-        model: an ``nn.Module`` taking one (N, C, H, W) float32 tensor in [0, 1].
+        model: an ``nn.Module`` taking float32 tensors with a leading batch axis.
         path: the .onnx file to write.
-        input_shape: (C, H, W) of one image.
+        inputs: the per-sample shape of the one input (named "image"), e.g. (3, 32, 32), or
+            {name: per-sample shape} for several, in the order ``forward`` takes them.
         opset: ONNX opset, at least 17.
+        output_name: name of the (single) output.
+        binary_inputs: inputs drawn as 0/1 for the check (masks); the others uniform in [0, 1].
         dynamic_batch: make the batch axis symbolic.
         atol: largest tolerated |onnx - torch| on a random batch of 3; raises ModelFormatError above.
     """
     torch = require("torch", "ONNX export", "train")
     if opset < MIN_OPSET:
         raise InvalidArgumentError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    if len(input_shape) != 3:
-        raise InvalidArgumentError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+    if not isinstance(inputs, Mapping):
+        inputs = {"image": inputs}
+    for name, shape in inputs.items():
+        if len(shape) < 1 or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise InvalidArgumentError(f"input {name!r}: per-sample shape must be positive ints, got {tuple(shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    example = torch.rand(2, *input_shape)
-    axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    gen = torch.Generator().manual_seed(0)
+
+    def make(batch: int) -> dict:
+        feeds = {}
+        for name, shape in inputs.items():
+            x = torch.rand(batch, *shape, generator=gen)
+            feeds[name] = (x < 0.5).float() if name in binary_inputs else x
+        return feeds
+
+    names = list(inputs)
+    axes = {n: {0: "batch"} for n in names + [output_name]} if dynamic_batch else None
     with torch.no_grad():
         # The TorchScript exporter is pinned explicitly: torch >= 2.9 defaults to dynamo.
-        torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=False,
-                          input_names=[input_name], output_names=[output_name], dynamic_axes=axes)
+        torch.onnx.export(model, tuple(make(2).values()), str(path), opset_version=opset, dynamo=False,
+                          input_names=names, output_names=[output_name], dynamic_axes=axes)
     onnx = require("onnx", "ONNX export", "onnx")
     onnx.checker.check_model(str(path))
     ort = require("onnxruntime", "ONNX parity check", "onnx")
-    batch = torch.rand(3 if dynamic_batch else 2, *input_shape)
+    check = make(3 if dynamic_batch else 2)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {input_name: batch.numpy()})[0]
+    got = session.run(None, {n: t.numpy() for n, t in check.items()})[0]
     with torch.no_grad():
-        want = model(batch).numpy()
+        want = model(*check.values()).numpy()
     err = float(np.abs(got - want).max())
     if err > atol:
         raise ModelFormatError(f"exported {path} differs from torch by {err:.2e} (> {atol:.0e})")
     log.info("exported %s (opset %d, max |onnx - torch| = %.1e)", path, opset, err)
+    return path
+
+
+def export_restorer(mae, path: str | Path, image_shape: Sequence[int], opset: int = MIN_OPSET,
+                    atol: float = 1e-4) -> Path:
+    """Export an MAE restorer: inputs "image" (N, C, H, W) in [0, 1] at data size and
+    "mask" (N, L) with 1 = masked; output "restored" (N, C, H, W). The MAE's input and
+    patch sizes are stored as model metadata."""
+    path = export_onnx(mae, path, {"image": tuple(image_shape), "mask": (mae.config.num_tokens,)}, opset,
+                       output_name="restored", binary_inputs=("mask",), atol=atol)
+    onnx = require("onnx", "ONNX export", "onnx")
+    proto = onnx.load(str(path))
+    # The purifier reads the token grid from here (edgeguard.runtime.Engine.metadata).
+    for key, value in (("mae_img_size", mae.config.img_size), ("mae_patch_size", mae.config.patch_size)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(proto, str(path))
     return path

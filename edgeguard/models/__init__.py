@@ -1,4 +1,4 @@
-"""Model zoo: classifiers, the gaze regressor (and, later, the MAE restorer).
+"""Model zoo: classifiers, the gaze regressor and the MAE restorer.
 
 ``create_model(name, **overrides)`` builds a variant from its config, timm-style. Importing
 this package imports torch.
@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from edgeguard.errors import InvalidArgumentError
+from edgeguard.models.mae import MAEConfig, MaskedAutoencoder
 from edgeguard.models.preact_resnet import PreActResNet, ResNetConfig
 
 # Grey eye patches: MPIIGaze-like intensity statistics.
@@ -20,6 +21,13 @@ _VARIANTS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
     "preact_resnet18": (PreActResNet, ResNetConfig()),
     # DRMGuard's regressor: ResNet-18 features + one linear head (pitch, yaw).
     "gaze_resnet18": (PreActResNet, _GAZE),
+    # The CPU restorer: native 32x32, 4-px tokens (8x8 grid), a few hundred thousand weights.
+    "mae_tiny_patch4": (MaskedAutoencoder, MAEConfig(img_size=32, patch_size=4, embed_dim=128, depth=4,
+                                                     num_heads=4, decoder_embed_dim=96, decoder_depth=2,
+                                                     decoder_num_heads=4)),
+    # The official MAE "visualize" layouts BDMAE uses (ImageNet, 224 px, 16-px tokens).
+    "mae_vit_base_patch16": (MaskedAutoencoder, MAEConfig()),
+    "mae_vit_large_patch16": (MaskedAutoencoder, MAEConfig(embed_dim=1024, depth=24, num_heads=16)),
 }
 
 
@@ -41,4 +49,4 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return cls(config)
 
 
-__all__ = ["PreActResNet", "ResNetConfig", "create_model", "list_models"]
+__all__ = ["MAEConfig", "MaskedAutoencoder", "PreActResNet", "ResNetConfig", "create_model", "list_models"]

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeguard.deploy.weights import load_official_mae
+from edgeguard.errors import ModelFormatError
+from edgeguard.models import create_model
+from edgeguard.models.mae import token_of_pixel
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    return create_model("mae_tiny_patch4", **kw).eval()
+
+
+def _small_224():
+    """The official 224/16 token layout with a small width, for the resize path."""
+    torch.manual_seed(0)
+    return create_model("mae_vit_base_patch16", embed_dim=32, depth=1, num_heads=4,
+                        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4).eval()
+
+
+def _random_mask(n, length, ratio, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, length, generator=g) < ratio).float()
+
+
+def test_unmasked_pixels_are_untouched_and_masked_ones_restored():
+    mae = _tiny()
+    x = torch.rand(3, 3, 32, 32)
+    mask = _random_mask(3, 64, 0.5)
+    with torch.no_grad():
+        out = mae(x, mask)
+        assert torch.equal(mae(x, torch.zeros(3, 64)), x)
+    pixel = mask.reshape(3, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3).expand_as(x).bool()
+    assert torch.equal(out[~pixel], x[~pixel])
+    assert (out[pixel] - x[pixel]).abs().mean() > 1e-3
+
+
+def test_attention_masking_equals_dropping_the_masked_tokens():
+    mae = _tiny()
+    x = torch.rand(1, 3, 32, 32)
+    mask = _random_mask(1, 64, 0.75, seed=3)
+    normed = (x - mae.pixel_mean) / mae.pixel_std
+    with torch.no_grad():
+        got = mae.predict(normed, mask)
+        tokens = mae.embed(normed)
+        keep = torch.cat([torch.tensor([0]), torch.nonzero(mask[0] == 0).flatten() + 1])
+        latent_visible = mae.encode(tokens[:, keep])  # the official path: masked tokens removed
+        latent = torch.zeros_like(tokens)
+        latent[:, keep] = latent_visible
+        want = mae.decode(latent, mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_images_in_a_batch_do_not_interact():
+    mae = _tiny()
+    x = torch.rand(4, 3, 32, 32)
+    mask = torch.stack([_random_mask(1, 64, r, seed=i)[0] for i, r in enumerate((0.1, 0.5, 0.75, 0.9))])
+    with torch.no_grad():
+        batch = mae(x, mask)
+        alone = torch.cat([mae(x[i:i + 1], mask[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_small_frames_follow_the_official_resize_path():
+    mae = _small_224()
+    x = torch.rand(2, 3, 32, 32)
+    mask = torch.zeros(2, 196)
+    mask[:, 3 * 14 + 5] = 1  # token row 3, column 5
+    with torch.no_grad():
+        out = mae(x, mask)
+    rows = np.flatnonzero(token_of_pixel(32, mae.config) == 3)
+    cols = np.flatnonzero(token_of_pixel(32, mae.config) == 5)
+    changed = (out != x).any(dim=1)[0].numpy()
+    expected = np.zeros((32, 32), bool)
+    expected[np.ix_(rows, cols)] = True
+    assert np.array_equal(changed, expected)
+    # BDMAE's mapping for 32 px: tokens 0, 3, 7 and 10 cover 3 pixels, the others 2.
+    counts = np.bincount(token_of_pixel(32, mae.config), minlength=14)
+    assert counts.tolist() == [3, 2, 2, 3, 2, 2, 2, 3, 2, 2, 3, 2, 2, 2]
+
+
+def test_training_loss_falls():
+    mae = _tiny()
+    mae.train()
+    x = torch.rand(16, 1, 1, 1).expand(16, 3, 32, 32).contiguous()  # flat colours: easy to restore
+    opt = torch.optim.Adam(mae.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):
+        loss = mae.loss(x, 0.75, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def _official_vit_mae_state(embed=768, depth=12, dec=512, dec_depth=8, patch=16, chans=3, tokens=196):
+    """Random tensors under the official facebookresearch/mae key names and shapes."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {"cls_token": (1, 1, embed), "pos_embed": (1, tokens + 1, embed),
+              "patch_embed.proj.weight": (embed, chans, patch, patch), "patch_embed.proj.bias": (embed,),
+              "norm.weight": (embed,), "norm.bias": (embed,), "mask_token": (1, 1, dec),
+              "decoder_pos_embed": (1, tokens + 1, dec), "decoder_embed.weight": (dec, embed),
+              "decoder_embed.bias": (dec,), "decoder_norm.weight": (dec,), "decoder_norm.bias": (dec,),
+              "decoder_pred.weight": (patch * patch * chans, dec), "decoder_pred.bias": (patch * patch * chans,)}
+    for prefix, d, n in (("blocks", embed, depth), ("decoder_blocks", dec, dec_depth)):
+        for i in range(n):
+            b = f"{prefix}.{i}."
+            shapes.update({b + "norm1.weight": (d,), b + "norm1.bias": (d,), b + "norm2.weight": (d,),
+                           b + "norm2.bias": (d,), b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
+                           b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
+                           b + "mlp.fc1.weight": (4 * d, d), b + "mlp.fc1.bias": (4 * d,),
+                           b + "mlp.fc2.weight": (d, 4 * d), b + "mlp.fc2.bias": (d,)})
+    return {k: torch.randn(s, generator=g) * 0.02 for k, s in shapes.items()}
+
+
+def test_official_checkpoint_layout_loads(tmp_path):
+    state = _official_vit_mae_state()
+    path = tmp_path / "mae_visualize_vit_base.pth"
+    torch.save({"model": state}, path)
+    mae = load_official_mae(path, "mae_vit_base_patch16")
+    loaded = mae.state_dict()
+    assert set(loaded) == set(state)
+    for key in ("blocks.11.attn.qkv.weight", "decoder_pred.bias", "mask_token", "patch_embed.proj.weight"):
+        assert torch.equal(loaded[key], state[key])
+
+
+def test_official_checkpoint_errors(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFormatError, match="readable"):
+        load_official_mae(bad)
+    partial = tmp_path / "partial.pth"
+    state = _official_vit_mae_state()
+    del state["decoder_pred.weight"]
+    torch.save({"model": state}, partial)
+    with pytest.raises(ModelFormatError, match="missing"):
+        load_official_mae(partial)
+
+
+def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from edgeguard.deploy import export_restorer
+    from edgeguard.runtime import load_engine
+
+    mae = _tiny()
+    path = export_restorer(mae, tmp_path / "mae.onnx", (3, 32, 32))
+    engine = load_engine(path)
+    assert engine.metadata == {"mae_img_size": "32", "mae_patch_size": "4"}
+    x = torch.rand(5, 3, 32, 32)
+    mask = torch.stack([_random_mask(1, 64, r, seed=i)[0] for i, r in enumerate((0.0, 0.05, 0.3, 0.75, 1.0))])
+    with torch.no_grad():
+        want = mae(x, mask).numpy()
+    np.testing.assert_allclose(engine(x.numpy(), mask.numpy()), want, atol=1e-4)
+    np.testing.assert_allclose(load_engine(mae)(x.numpy(), mask.numpy()), want, atol=1e-6)
