@@ -1,0 +1,5 @@
+"""Test-time purification: BDMAE and the baselines it is compared with (torch-free)."""
+from edgeguard.purify.baselines import Blur, NoDefense, ShrinkPad, get_defense
+from edgeguard.purify.bdmae import Purifier, PurifierConfig, PurifyResult
+
+__all__ = ["Blur", "NoDefense", "Purifier", "PurifierConfig", "PurifyResult", "ShrinkPad", "get_defense"]

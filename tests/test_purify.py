@@ -1,0 +1,170 @@
+"""BDMAE purifier on a scripted black box: a model that answers the target class whenever a
+bright 4x4 patch sits at a fixed place, and an oracle restorer that knows the clean frames.
+Torch-free."""
+import numpy as np
+import pytest
+
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.purify import Blur, Purifier, PurifierConfig, ShrinkPad, get_defense
+from edgeguard.purify.bdmae import pixel_token_map
+from edgeguard.runtime import Engine
+
+TOP, LEFT = 12, 20  # trigger rows 12-15, cols 20-23: tokens (3, 5) of an 8x8 grid of 4-px patches
+
+
+class ScriptedModel(Engine):
+    """Class 0 when the trigger patch is bright, else 1 (dark frame) or 2 (light frame)."""
+
+    backend = "test"
+    input_names = ("image",)
+
+    def _run(self, arrays):
+        x = arrays[0]
+        patch = x[:, :, TOP:TOP + 4, LEFT:LEFT + 4].mean(axis=(1, 2, 3))
+        label = np.where(patch > 0.95, 0, np.where(x.mean(axis=(1, 2, 3)) < 0.5, 1, 2))
+        return [np.eye(3, dtype=np.float32)[label] * 5]
+
+
+class ScriptedRegressor(Engine):
+    """Gaze (pitch, yaw) from brightness, pushed to (0.5, 0.5) rad by the trigger."""
+
+    backend = "test"
+    input_names = ("image",)
+
+    def _run(self, arrays):
+        x = arrays[0]
+        patch = x[:, :, TOP:TOP + 4, LEFT:LEFT + 4].mean(axis=(1, 2, 3))
+        base = np.stack([x.mean(axis=(1, 2, 3)) - 0.5, np.zeros(len(x))], axis=1) * 0.2
+        return [np.where(patch[:, None] > 0.95, 0.5, base).astype(np.float32)]
+
+
+class OracleRestorer(Engine):
+    """Replaces masked pixels with the clean frame's pixels (looked up by content)."""
+
+    backend = "test"
+    input_names = ("image", "mask")
+    metadata = {"mae_img_size": "32", "mae_patch_size": "4"}
+
+    def __init__(self, clean_of):
+        super().__init__()
+        self.clean_of = clean_of
+        self.pix2tok = pixel_token_map(32, 32, 32, 4)
+
+    def _run(self, arrays):
+        images, masks = arrays
+        clean = np.stack([self.clean_of[img.tobytes()] for img in images])
+        m = masks[:, self.pix2tok][:, None]
+        return [images * (1 - m) + clean * m]
+
+
+def _frames(n, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32] / 31.0
+    base = rng.uniform(0.2, 0.8, (n, 3, 1, 1)) + 0.15 * np.sin(6 * xx + rng.uniform(0, 6, (n, 1, 1, 1))) * yy
+    clean = np.clip(base + rng.normal(0, 0.02, (n, 3, 32, 32)), 0, 0.9).astype(np.float32)
+    triggered = clean.copy()
+    triggered[:, :, TOP:TOP + 4, LEFT:LEFT + 4] = 1.0
+    return clean, triggered
+
+
+@pytest.fixture(scope="module")
+def setup():
+    clean, triggered = _frames(6)
+    lookup = {img.tobytes(): c for img, c in zip(np.concatenate([clean, triggered]), np.concatenate([clean, clean]))}
+    return clean, triggered, OracleRestorer(lookup)
+
+
+def test_backdoored_frames_get_their_true_answer(setup):
+    clean, triggered, restorer = setup
+    truth = ScriptedModel()(clean).argmax(1)
+    result = Purifier(ScriptedModel(), restorer)(triggered)
+    assert (result.original_prediction == 0).all()
+    np.testing.assert_array_equal(result.prediction, truth)
+    # The mask covers the trigger and stays far below the 25% cap.
+    assert result.pixel_mask[:, TOP:TOP + 4, LEFT:LEFT + 4].all()
+    assert result.pixel_mask.mean(axis=(1, 2)).max() <= 0.25
+    assert (result.token_scores[:, 3, 5] > 0.6).all()
+    assert result.model_calls == 47 and result.restorer_calls == 50
+    assert result.changed.all()
+
+
+def test_clean_frames_pass_unchanged(setup):
+    clean, _, restorer = setup
+    result = Purifier(ScriptedModel(), restorer)(clean)
+    np.testing.assert_array_equal(result.prediction, result.original_prediction)
+    assert not result.pixel_mask.any()
+    np.testing.assert_array_equal(result.purified, clean)
+
+
+def test_a_frame_result_does_not_depend_on_its_batch(setup):
+    clean, triggered, restorer = setup
+    mixed = np.concatenate([triggered[:3], clean[3:]])
+    purifier = Purifier(ScriptedModel(), restorer)
+    batch = purifier(mixed)
+    for i in (0, 4):
+        alone = purifier(mixed[i:i + 1])
+        np.testing.assert_array_equal(alone.token_scores[0], batch.token_scores[i])
+        np.testing.assert_array_equal(alone.purified[0], batch.purified[i])
+
+
+def test_uint8_frames_round_trip(setup):
+    clean, triggered, _ = setup
+    frames = np.clip(triggered.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)
+    as_float = frames.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    restorer = OracleRestorer({a.tobytes(): c for a, c in zip(as_float, clean)})
+    result = Purifier(ScriptedModel(), restorer)(frames)
+    assert result.purified.dtype == np.uint8 and result.purified.shape == frames.shape
+    assert (result.prediction != 0).all()
+
+
+def test_point_sampled_ssim_runs_too(setup):
+    clean, triggered, restorer = setup
+    result = Purifier(ScriptedModel(), restorer, PurifierConfig(ssim_mode="point"))(triggered)
+    assert (result.prediction != 0).all()
+
+
+def test_regression_uses_an_angular_tolerance(setup):
+    clean, triggered, restorer = setup
+    result = Purifier(ScriptedRegressor(), restorer, task="regression")(triggered)
+    np.testing.assert_allclose(result.original_prediction, 0.5)
+    np.testing.assert_allclose(result.prediction, ScriptedRegressor()(clean), atol=1e-6)
+
+
+def test_stage1_masks_follow_the_official_construction():
+    masks = Purifier(ScriptedModel(), OracleRestorer({}))._stage1_masks(64)
+    assert masks.shape == (5, 5, 64)
+    per_mask = masks.sum(axis=2)
+    assert per_mask[:, 0].tolist() == [48] * 5  # int(64 * 0.75)
+    assert (per_mask[:, 1] < 48).all()  # masks 1 and 2 straddle two permutations
+    assert (masks.sum(axis=1) >= 2).all()  # every token at least twice per round
+
+
+def test_bad_input_fails_clearly(setup):
+    _, triggered, restorer = setup
+    purifier = Purifier(ScriptedModel(), restorer)
+    with pytest.raises(InvalidInputError, match="uint8"):
+        purifier(triggered.astype(np.int32))
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        purifier(triggered * 2)
+    with pytest.raises(InvalidInputError):
+        purifier(np.zeros((2, 32, 32, 5), np.uint8))
+    class NoGrid(OracleRestorer):
+        metadata = {}
+    with pytest.raises(InvalidArgumentError, match="token grid"):
+        Purifier(ScriptedModel(), NoGrid({}))(triggered)
+    with pytest.raises(InvalidArgumentError):
+        PurifierConfig(thresholds=(0.4, 0.6))
+
+
+def test_baselines():
+    flat = np.full((2, 3, 32, 32), 0.3, np.float32)
+    np.testing.assert_allclose(Blur(1.0)(flat), flat, atol=1e-6)
+    x = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
+    assert Blur(2.0)(x).std() < Blur(1.0)(x).std() < x.std()
+    out = ShrinkPad(4)(np.ones((3, 3, 32, 32), np.float32))
+    assert out.shape == (3, 3, 32, 32)
+    assert np.isclose(out.sum(axis=(1, 2, 3)), 3 * 24 * 24).all()  # a 24x24 image padded back
+    np.testing.assert_array_equal(ShrinkPad(4)(x), ShrinkPad(4)(x))  # seeded
+    assert get_defense("shrinkpad_strong").pad == 4
+    with pytest.raises(InvalidArgumentError):
+        get_defense("diffpure")
