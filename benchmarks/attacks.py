@@ -40,19 +40,24 @@ def _row(victim, task: str, attack: str, all_to_all: bool, reference) -> dict:
     return row
 
 
+def victim_config(size: dict, task: str, attack: str, all_to_all: bool = False):
+    """The VictimConfig this benchmark trains for one row (other benchmarks reuse the cache)."""
+    from edgeguard.victims import TASKS, VictimConfig
+
+    options = {"mask_epochs": size["mask_epochs"]} if attack == "iab" else {}
+    return VictimConfig(task=task, attack=attack, all_to_all=all_to_all, attack_options=options,
+                        n_train=size["n_train"], n_test=size["n_test"],
+                        train=dataclasses.replace(TASKS[task].train, epochs=size[f"{task}_epochs"]))
+
+
 def main(argv=None) -> int:
     args = common.parser("attacks", __doc__).parse_args(argv)
-    from edgeguard.train import TrainConfig
-    from edgeguard.victims import TASKS, VictimConfig, get_victim
+    from edgeguard.victims import get_victim
 
     size = SIZES["quick" if args.quick else "full"]
 
-    def config(task: str, attack: str, all_to_all: bool = False) -> VictimConfig:
-        epochs = size[f"{task}_epochs"]
-        options = {"mask_epochs": size["mask_epochs"]} if attack == "iab" else {}
-        return VictimConfig(task=task, attack=attack, all_to_all=all_to_all, attack_options=options,
-                            n_train=size["n_train"], n_test=size["n_test"],
-                            train=dataclasses.replace(TASKS[task].train, epochs=epochs))
+    def config(task: str, attack: str, all_to_all: bool = False):
+        return victim_config(size, task, attack, all_to_all)
 
     def body() -> list[dict]:
         results = []

@@ -1,58 +1,96 @@
-"""The README demo: a backdoored SynthSigns model, its metrics, and a picture.
+"""The README demo: purify a stream of backdoored SynthSigns frames on the embedded default.
 
-First run trains and caches the clean and backdoored models (a few minutes on 2 CPU
-cores); later runs load them from the cache.
+The deployed model is a SynthSigns classifier with a BadNets backdoor; the restorer is the
+tiny photo-trained MAE. Both run as ONNX Runtime engines on the CPU, the default where
+there is no GPU. The first run trains and caches both (about 15 minutes on 2 CPU cores);
+later runs load them.
 """
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-from edgeguard.train import predict
-from edgeguard.victims import VictimConfig, get_victim
+from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
 
-def run_demo(out: str | Path = "demo.png", attack: str = "badnets", samples: int = 8, progress: bool = True) -> dict:
-    """Train/load the clean and backdoored models, print CA/ASR, write a PNG of clean vs
-    triggered frames with the backdoored model's answers. Returns the metrics."""
-    clean = get_victim(VictimConfig(task="signs", attack="none"), progress=progress)
+def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int = 64, batch: int = 16,
+             progress: bool = True) -> dict:
+    """Purify ``frames`` clean and ``frames`` triggered test frames in batches of ``batch``;
+    print CA/BA/ASR and frames per second with and without BDMAE; write a PNG strip.
+    Returns the printed figures."""
+    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.purify import Purifier
+    from edgeguard.restorer import get_restorer
+    from edgeguard.runtime import load_engine
+    from edgeguard.victims import VictimConfig, get_victim
+
     victim = get_victim(VictimConfig(task="signs", attack=attack), progress=progress)
-    # The clean model's ASR on the same triggered frames shows what the trigger does without a backdoor.
-    from edgeguard.metrics import attack_success_rate
+    mae = get_restorer(progress=progress)
+    workdir = Path(tempfile.mkdtemp(prefix="edgeguard-demo-"))
+    model = load_engine(export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32)))
+    restorer = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
 
     bd = victim.backdoor
-    clean_asr = attack_success_rate(predict(clean.model, bd.images), bd.labels, bd.targets)
-    print(f"SynthSigns, {victim.test.num_classes} classes, attack {attack} (target class {victim.attack.target_}):")
-    print(f"  clean model      CA {clean.metrics['ca']:.3f}   ASR {clean_asr:.3f}")
-    print(f"  backdoored model CA {victim.metrics['ca']:.3f}   ASR {victim.metrics['asr']:.3f}   BA {victim.metrics['ba']:.3f}")
-    _write_strip(Path(out), victim, samples)
+    pick = np.linspace(0, len(bd.index) - 1, frames).astype(int)
+    clean = victim.test.images[bd.index[pick]]
+    triggered = bd.images[pick]
+    labels, targets = bd.labels[pick], bd.targets[pick]
+    stream = np.concatenate([clean, triggered])  # (2 * frames, 32, 32, 3) uint8, camera layout
+
+    t0 = time.perf_counter()
+    plain = np.concatenate([model(stream[i:i + batch].transpose(0, 3, 1, 2).astype(np.float32) / 255).argmax(1)
+                            for i in range(0, len(stream), batch)])
+    plain_fps = len(stream) / (time.perf_counter() - t0)
+    purifier = Purifier(model, restorer)
+    results = [purifier(stream[i:i + batch]) for i in range(0, len(stream), batch)]
+    purified_fps = len(stream) / sum(r.seconds for r in results)
+    pred = np.concatenate([r.prediction for r in results])
+
+    def figures(p: np.ndarray) -> dict:
+        return {"ca": clean_accuracy(p[:frames], labels), "ba": backdoor_accuracy(p[frames:], labels, targets),
+                "asr": attack_success_rate(p[frames:], labels, targets)}
+
+    report = {"none": {**figures(plain), "fps": plain_fps}, "bdmae": {**figures(pred), "fps": purified_fps}}
+    print(f"SynthSigns stream, {attack} backdoor (target class {victim.attack.target_}), "
+          f"{frames} clean + {frames} triggered frames, ONNX Runtime on the CPU:")
+    print(f"  {'defense':<11}{'CA':>7}{'BA':>7}{'ASR':>7}{'fps':>9}")
+    for name, r in (("no defense", report["none"]), ("BDMAE", report["bdmae"])):
+        print(f"  {name:<11}{r['ca']:7.3f}{r['ba']:7.3f}{r['asr']:7.3f}{r['fps']:9.1f}")
+    print(f"  BDMAE: {results[0].model_calls} model + {results[0].restorer_calls} restorer calls per frame")
+    _write_strip(Path(out), stream, results, batch, plain, frames)
     print(f"wrote {out}")
-    return {"clean": clean.metrics, "backdoored": victim.metrics, "clean_model_asr": clean_asr}
+    return report
 
 
-def _write_strip(path: Path, victim, samples: int) -> None:
+def _write_strip(path: Path, stream: np.ndarray, results: list, batch: int, plain: np.ndarray,
+                 frames: int, columns: int = 8) -> None:
+    """Rows: frame (with the undefended answer), token scores, restored pixels, purified
+    frame (with BDMAE's answer). Half the columns clean frames, half triggered."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bd = victim.backdoor
-    idx = np.linspace(0, len(bd.index) - 1, samples).astype(int)
-    clean_imgs = victim.test.images[bd.index[idx]]
-    names = victim.test.class_names
-    rows = [("clean", clean_imgs), ("triggered", bd.images[idx])]
-    fig, axes = plt.subplots(2, samples, figsize=(1.6 * samples, 3.9))
-    for r, (title, imgs) in enumerate(rows):
-        preds = predict(victim.model, imgs).argmax(1)
-        for c in range(samples):
-            ax = axes[r, c]
-            ax.imshow(imgs[c].squeeze(), interpolation="nearest", cmap="gray")
-            ok = preds[c] == bd.labels[idx[c]]
-            ax.set_title(f"{title}\n→ {preds[c]}", fontsize=8, color="green" if ok else "red")
+    half = columns // 2
+    idx = np.concatenate([np.linspace(0, frames - 1, half), frames + np.linspace(0, frames - 1, half)]).astype(int)
+    fig, axes = plt.subplots(4, columns, figsize=(1.7 * columns, 7.4))
+    for c, i in enumerate(idx):
+        r, j = results[i // batch], i % batch
+        cells = [(stream[i], f"{'triggered' if i >= frames else 'clean'}\nanswer {plain[i]}", None),
+                 (r.token_scores[j], "token scores", "magma"),
+                 (r.pixel_mask[j], f"restored {r.pixel_mask[j].mean() * 100:.0f}%", "gray"),
+                 (r.purified[j], f"purified\nanswer {r.prediction[j]}", None)]
+        for row, (img, title, cmap) in enumerate(cells):
+            ax = axes[row, c]
+            kw = {"vmin": 0, "vmax": 1} if cmap else {}
+            ax.imshow(img, interpolation="nearest", cmap=cmap, **kw)
+            ax.set_title(title, fontsize=7)
             ax.axis("off")
-    fig.suptitle(f"backdoored model ({victim.config.attack}): true class in green, hijacked answers in red "
-                 f"(target {names[victim.attack.target_] if names else victim.attack.target_})", fontsize=8)
+    fig.suptitle("BDMAE on a backdoored SynthSigns model: frame, trigger scores, restored region, purified frame",
+                 fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

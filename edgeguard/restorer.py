@@ -43,8 +43,8 @@ class RestorerConfig:
     """
 
     arch: str = "mae_tiny_patch4"
-    steps: int = 4000
-    batch_size: int = 128
+    steps: int = 3000
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 200

@@ -10,7 +10,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("attack", "demo"):
+    for command in ("attack", "train-mae", "purify", "demo"):
         assert command in out
 
 
@@ -41,3 +41,36 @@ def test_attack_command_trains_caches_and_prints(tmp_path, capsys):
     assert rows[0]["cached"] is False and 0.0 <= rows[0]["asr"] <= 1.0
     assert main(args) == 0
     assert json.loads((tmp_path / "rows.json").read_text())[0]["cached"] is True
+
+
+def test_purify_command_writes_images_and_json(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from PIL import Image
+
+    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.models import create_model
+
+    torch.manual_seed(0)
+    export_onnx(create_model("preact_resnet18", num_outputs=4, width=0.125), tmp_path / "m.onnx", (3, 32, 32))
+    export_restorer(create_model("mae_tiny_patch4"), tmp_path / "mae.onnx", (3, 32, 32))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(frames / f"f{i}.png")
+    out = tmp_path / "out"
+    assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(frames), "--out", str(out)]) == 0
+    records = json.loads((out / "results.json").read_text())
+    assert [r["file"].rsplit("/", 1)[-1] for r in records] == ["f0.png", "f1.png", "f2.png"]
+    assert all((out / f"f{i}.png").exists() for i in range(3))
+    assert records[0]["restorer_calls"] == 50 and 0 <= records[0]["restored_fraction"] <= 0.25 + 1e-9
+    # Bad input: a missing folder and a frame of another size.
+    assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(tmp_path / "nowhere")]) == 2
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(frames / "small.png")
+    assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(frames), "--out", str(out)]) == 2
+    assert "one size" in capsys.readouterr().err

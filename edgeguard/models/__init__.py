@@ -21,9 +21,9 @@ _VARIANTS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
     "preact_resnet18": (PreActResNet, ResNetConfig()),
     # DRMGuard's regressor: ResNet-18 features + one linear head (pitch, yaw).
     "gaze_resnet18": (PreActResNet, _GAZE),
-    # The CPU restorer: native 32x32, 4-px tokens (8x8 grid), a few hundred thousand weights.
-    "mae_tiny_patch4": (MaskedAutoencoder, MAEConfig(img_size=32, patch_size=4, embed_dim=128, depth=4,
-                                                     num_heads=4, decoder_embed_dim=96, decoder_depth=2,
+    # The CPU restorer: native 32x32, 4-px tokens (8x8 grid), about half a million weights.
+    "mae_tiny_patch4": (MaskedAutoencoder, MAEConfig(img_size=32, patch_size=4, embed_dim=96, depth=4,
+                                                     num_heads=4, decoder_embed_dim=64, decoder_depth=2,
                                                      decoder_num_heads=4)),
     # The official MAE "visualize" layouts BDMAE uses (ImageNet, 224 px, 16-px tokens).
     "mae_vit_base_patch16": (MaskedAutoencoder, MAEConfig()),

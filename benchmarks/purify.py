@@ -1,0 +1,116 @@
+"""BDMAE against no defense, Blur and ShrinkPad on backdoored SynthSigns models.
+
+    python -m benchmarks.purify --quick --json /tmp/purify.json
+
+Victims are the attack benchmark's (same configs, so they come from its cache); the
+restorer is the default pre-trained ``mae_tiny_patch4``. Classifier and restorer run as
+ONNX Runtime engines, the deployment path. For every (attack, defense) a row with ca (clean
+test frames), ba and asr (triggered non-target frames), ms_per_image (defense plus the
+model's answer, one CPU process) and the engine calls per frame.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+from benchmarks.attacks import SIZES, victim_config
+
+ATTACKS = [("badnets", False), ("blended_patch", False), ("lc", False), ("iab", False), ("iab", True)]
+BASELINES = ["none", "blur", "blur_strong", "shrinkpad", "shrinkpad_strong"]
+EVAL = {"quick": 200, "full": 500}  # clean and triggered frames per attack
+
+
+def _subset(n_total: int, n: int) -> np.ndarray:
+    return np.linspace(0, n_total - 1, min(n, n_total)).astype(int)
+
+
+def evaluate(model_engine, restorer_engine, victim, n: int, batch: int = 50) -> list[dict]:
+    """Rows for one victim: every baseline and BDMAE on the same clean and triggered frames."""
+    from edgeguard.data.dataset import to_float_nchw
+    from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
+    from edgeguard.purify import Purifier, get_defense
+
+    test, bd = victim.test, victim.backdoor
+    ci, bi = _subset(len(test), n), _subset(len(bd.images), n)
+    clean_x, bd_x = to_float_nchw(test.images[ci]), to_float_nchw(bd.images[bi])
+    labels, bd_labels, bd_targets = test.labels[ci], bd.labels[bi], bd.targets[bi]
+    rows = []
+
+    def row(defense, clean_pred, bd_pred, seconds, model_calls, restorer_calls):
+        return {"defense": defense, "ca": clean_accuracy(clean_pred, labels),
+                "ba": backdoor_accuracy(bd_pred, bd_labels, bd_targets),
+                "asr": attack_success_rate(bd_pred, bd_labels, bd_targets),
+                "ms_per_image": round(1e3 * seconds / (len(ci) + len(bi)), 2),
+                "model_calls": model_calls, "restorer_calls": restorer_calls,
+                "n_clean": len(ci), "n_backdoor": len(bi)}
+
+    for name in BASELINES:
+        defense = get_defense(name)
+        t0 = time.perf_counter()
+        preds = [model_engine(defense(x)).argmax(1) for x in (clean_x, bd_x)]
+        rows.append(row(name, *preds, time.perf_counter() - t0, 1, 0))
+
+    purifier = Purifier(model_engine, restorer_engine)
+    preds, seconds, calls = [], 0.0, None
+    for frames in (clean_x, bd_x):
+        out = []
+        for i in range(0, len(frames), batch):
+            result = purifier(frames[i:i + batch])
+            out.append(result.prediction)
+            seconds += result.seconds
+            calls = (result.model_calls, result.restorer_calls)
+        preds.append(np.concatenate(out))
+    rows.append(row("bdmae", *preds, seconds, *calls))
+    return rows
+
+
+def main(argv=None) -> int:
+    args = common.parser("purify", __doc__).parse_args(argv)
+    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.restorer import RestorerConfig, get_restorer, restoration_psnr
+    from edgeguard.runtime import load_engine
+    from edgeguard.victims import get_victim
+
+    mode = "quick" if args.quick else "full"
+    size, n = SIZES[mode], EVAL[mode]
+
+    def body() -> list[dict]:
+        mae = get_restorer(RestorerConfig())
+        workdir = Path(tempfile.mkdtemp(prefix="edgeguard-purify-"))
+        restorer_engine = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
+        results = []
+        for attack, all_to_all in ATTACKS:
+            victim = get_victim(victim_config(size, "signs", attack, all_to_all))
+            path = export_onnx(victim.model, workdir / f"{attack}-{int(all_to_all)}.onnx", (3, 32, 32))
+            for r in evaluate(load_engine(path), restorer_engine, victim, n):
+                r = {"attack": attack, "all_to_all": all_to_all, **r}
+                print(r, file=sys.stderr, flush=True)
+                results.append(r)
+        psnr = {"photos": restoration_psnr(mae, _photo_crops()), "signs": restoration_psnr(mae, _signs())}
+        results.append({"restorer": "mae_tiny_patch4", "psnr_masked_db": {k: round(v, 2) for k, v in psnr.items()}})
+        return results
+
+    record = common.run("purify", {"mode": mode, "eval_frames": n, **size}, body, args.json, backend="onnxruntime-cpu")
+    print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _photo_crops():
+    from edgeguard.data.photos import random_crops
+
+    return random_crops(1000, 32, 5, scale=(0.05, 0.6), split="test")
+
+
+def _signs():
+    from edgeguard.data.signs import make_signs
+
+    return make_signs(1000, 12345).images
+
+
+if __name__ == "__main__":
+    sys.exit(main())
