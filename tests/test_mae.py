@@ -157,3 +157,21 @@ def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
         want = mae(x, mask).numpy()
     np.testing.assert_allclose(engine(x.numpy(), mask.numpy()), want, atol=1e-4)
     np.testing.assert_allclose(load_engine(mae)(x.numpy(), mask.numpy()), want, atol=1e-6)
+
+
+def test_restorer_training_caches_and_fine_tunes():
+    from edgeguard.errors import InvalidInputError
+    from edgeguard.restorer import RestorerConfig, get_restorer, restoration_psnr, train_mae
+
+    config = RestorerConfig(steps=3, batch_size=8, warmup_steps=1)
+    first = get_restorer(config, progress=False)
+    again = get_restorer(config, progress=False)  # from the cache
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key])
+    images = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    before = {k: v.clone() for k, v in again.state_dict().items()}
+    tuned = train_mae(config, images=images, init=again, progress=False)
+    assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+    assert 0 < restoration_psnr(tuned, images) < 60
+    with pytest.raises(InvalidInputError):
+        train_mae(config, images=images[:, :16], progress=False)
