@@ -88,11 +88,12 @@ def main(argv=None) -> int:
             victim = get_victim(victim_config(size, "signs", attack, all_to_all))
             path = export_onnx(victim.model, workdir / f"{attack}-{int(all_to_all)}.onnx", (3, 32, 32))
             for r in evaluate(load_engine(path), restorer_engine, victim, n):
-                r = {"attack": attack, "all_to_all": all_to_all, **r}
+                r = {"task": "signs", "attack": attack, "all_to_all": all_to_all, **r}
                 print(r, file=sys.stderr, flush=True)
                 results.append(r)
-        psnr = {"photos": restoration_psnr(mae, _photo_crops()), "signs": restoration_psnr(mae, _signs())}
-        results.append({"restorer": "mae_tiny_patch4", "psnr_masked_db": {k: round(v, 2) for k, v in psnr.items()}})
+        for data, images in (("held-out photo crops", _photo_crops()), ("SynthSigns", _signs())):
+            results.append({"task": "restorer", "restorer": "mae_tiny_patch4", "data": data, "mask_ratio": 0.75,
+                            "psnr_masked_db": round(restoration_psnr(mae, images), 2)})
         return results
 
     record = common.run("purify", {"mode": mode, "eval_frames": n, **size}, body, args.json, backend="onnxruntime-cpu")

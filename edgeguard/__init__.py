@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from edgeguard import errors
 from edgeguard.errors import EdgeGuardError
+from edgeguard.purify import Purifier, PurifierConfig, PurifyResult
+from edgeguard.runtime import load_engine
 
 __version__ = "0.1.0"
-__all__ = ["EdgeGuardError", "errors", "__version__"]
+__all__ = ["EdgeGuardError", "Purifier", "PurifierConfig", "PurifyResult", "errors", "load_engine", "__version__"]
