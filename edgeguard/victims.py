@@ -142,12 +142,13 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     from edgeguard.models import create_model
 
     spec = TASKS[config.task]
-    key = cache.config_key(config)
+    attack = config.make_attack()
+    # The attack's full parameters join the key, so a changed attack default retrains.
+    key = cache.config_key(config, attack)
     folder = cache.entry_dir("victims", key)
     train, test = make_datasets(config)
     torch.manual_seed(config.seed)
     model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
-    attack = config.make_attack()
     if attack is not None:
         attack.fit(train)
     weights = folder / "model.safetensors"
