@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgeguard-installed
 NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 
-.PHONY: demo test test-all cuda bench-attacks clean help
+.PHONY: demo test test-all cuda bench-attacks bench-purify clean help
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
@@ -41,6 +41,9 @@ test-all: $(STAMP) cuda
 
 bench-attacks: $(STAMP)
 	$(PY) -m benchmarks.attacks --json benchmarks/results/attacks.json
+
+bench-purify: $(STAMP)
+	$(PY) -m benchmarks.purify --json benchmarks/results/purify.json
 
 clean:
 	rm -rf build build-cuda *.egg-info edgeguard/*.so

@@ -23,9 +23,12 @@ def _fmt(v) -> str:
 def markdown(record: dict) -> str:
     """One table per task (rows in the JSON's order) plus the machine line."""
     m = record["machine"]
+    trained = sum(r.get("train_seconds", 0.0) for r in record["results"])
+    # Cached models keep the training time they were made with; the run itself may be short.
+    training = f" (the models took {trained / 60:.0f} min to train)" if trained else ""
     lines = [f"Machine: {m.get('cpu')} ({m.get('cores')} cores), GPU: {m.get('gpu') or 'none'}, "
              f"torch {m.get('torch')}, backend {m.get('backend')}; mode {record['config'].get('mode')}, "
-             f"total {record['seconds'] / 60:.0f} min.", ""]
+             f"run {record['seconds'] / 60:.0f} min{training}.", ""]
     tasks = dict.fromkeys(r.get("task", "") for r in record["results"])
     for task in tasks:
         rows = [r for r in record["results"] if r.get("task", "") == task]

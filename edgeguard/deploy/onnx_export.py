@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Collection, Mapping, Sequence
 
@@ -59,7 +60,10 @@ def export_onnx(
 
     names = list(inputs)
     axes = {n: {0: "batch"} for n in names + [output_name]} if dynamic_batch else None
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape checks become constants in the trace, which is right for fixed-size frames.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         # The TorchScript exporter is pinned explicitly: torch >= 2.9 defaults to dynamo.
         torch.onnx.export(model, tuple(make(2).values()), str(path), opset_version=opset, dynamo=False,
                           input_names=names, output_names=[output_name], dynamic_axes=axes)
