@@ -20,8 +20,29 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def defense_grid(rows: list[dict]) -> list[str]:
+    """Attack x defense table of "CA / BA / ASR" cells, plus BDMAE's cost line."""
+    defenses = list(dict.fromkeys(r["defense"] for r in rows))
+    attacks = list(dict.fromkeys((r["attack"], r.get("all_to_all", False)) for r in rows))
+    lines = ["Cells are CA / BA / ASR.", "", "| attack | " + " | ".join(defenses) + " |",
+             "|---|" + "---|" * len(defenses)]
+    for attack, a2a in attacks:
+        cells = {r["defense"]: f"{r['ca']:.2f} / {r['ba']:.2f} / {r['asr']:.2f}" for r in rows
+                 if r["attack"] == attack and r.get("all_to_all", False) == a2a}
+        name = attack + (" (all-to-all)" if a2a else "")
+        lines.append(f"| {name} | " + " | ".join(cells.get(d, "") for d in defenses) + " |")
+    ms = {d: sum(r["ms_per_image"] for r in rows if r["defense"] == d) / len(attacks) for d in defenses}
+    lines.append("")
+    lines.append("Mean ms per frame: " + ", ".join(f"{d} {v:.2f}" for d, v in ms.items()) + ". Engine calls per frame: "
+                 + ", ".join(f"{r['defense']} {r['model_calls']} model + {r['restorer_calls']} restorer"
+                             for r in rows if r["attack"] == attacks[0][0] and r["restorer_calls"]) + ".")
+    lines.append("")
+    return lines
+
+
 def markdown(record: dict) -> str:
-    """One table per task (rows in the JSON's order) plus the machine line."""
+    """One table per task (rows in the JSON's order; an attack x defense grid for defense
+    benchmarks) plus the machine line."""
     m = record["machine"]
     trained = sum(r.get("train_seconds", 0.0) for r in record["results"])
     # Cached models keep the training time they were made with; the run itself may be short.
@@ -36,6 +57,9 @@ def markdown(record: dict) -> str:
         if task:
             lines.append(f"**{task}**")
             lines.append("")
+        if "defense" in cols:
+            lines += defense_grid(rows)
+            continue
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))
         for r in rows:
