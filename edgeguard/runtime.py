@@ -87,6 +87,7 @@ class OnnxRuntimeEngine(Engine):
                 self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise ModelFormatError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+            log.info("ONNX Runtime session for %s on %s", self.path.name, self._session.get_providers()[0])
         return self._session
 
     @property

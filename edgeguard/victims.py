@@ -11,7 +11,6 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional
 
-import numpy as np
 
 from edgeguard import cache
 from edgeguard.attacks import Attack, BackdoorTestSet, get_attack

@@ -94,7 +94,7 @@ def test_sig_adds_sinusoid(toy_train):
 
 
 def test_lc_corners_and_bounded_pgd(toy_train):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from edgeguard.models import create_model
 
     a = get_attack("lc", steps=3).fit(toy_train)

@@ -1,9 +1,8 @@
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import toy_classification, toy_regression
+from conftest import toy_regression
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.metrics import clean_accuracy, mean_angular_error
 from edgeguard.models import create_model

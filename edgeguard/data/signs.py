@@ -12,7 +12,6 @@ its own [-1, 1] box that each shape places inside its face.
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import numpy as np
 
