@@ -2,11 +2,14 @@
 
     python -m benchmarks.purify --quick --json /tmp/purify.json
 
-Victims are the attack benchmark's (same configs, so they come from its cache); the
-restorer is the default pre-trained ``mae_tiny_patch4``. Classifier and restorer run as
-ONNX Runtime engines, the deployment path. For every (attack, defense) a row with ca (clean
-test frames), ba and asr (triggered non-target frames), ms_per_image (defense plus the
-model's answer, one CPU process) and the engine calls per frame.
+Victims are the attack benchmark's (same configs, so they come from its cache). BDMAE's
+restorer is ``mae_tiny_patch4`` pre-trained on photo crops and fine-tuned on clean
+SynthSigns frames that no victim trained or is tested on (defense ``bdmae``); the
+photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
+``bdmae_photo_mae``. Classifier and restorer run as ONNX Runtime engines, the deployment
+path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
+non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
+engine calls per frame.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ def _subset(n_total: int, n: int) -> np.ndarray:
     return np.linspace(0, n_total - 1, min(n, n_total)).astype(int)
 
 
-def evaluate(model_engine, restorer_engine, victim, n: int, batch: int = 50) -> list[dict]:
-    """Rows for one victim: every baseline and BDMAE on the same clean and triggered frames."""
+def evaluate(model_engine, restorers: dict, victim, n: int, batch: int = 50) -> list[dict]:
+    """Rows for one victim: every baseline, and BDMAE with each restorer engine of
+    ``restorers`` (defense name -> engine), on the same clean and triggered frames."""
     from edgeguard.data.dataset import to_float_nchw
     from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
     from edgeguard.purify import Purifier, get_defense
@@ -55,48 +59,54 @@ def evaluate(model_engine, restorer_engine, victim, n: int, batch: int = 50) -> 
         preds = [model_engine(defense(x)).argmax(1) for x in (clean_x, bd_x)]
         rows.append(row(name, *preds, time.perf_counter() - t0, 1, 0))
 
-    purifier = Purifier(model_engine, restorer_engine)
-    preds, seconds, calls = [], 0.0, None
-    for frames in (clean_x, bd_x):
-        out = []
-        for i in range(0, len(frames), batch):
-            result = purifier(frames[i:i + batch])
-            out.append(result.prediction)
-            seconds += result.seconds
-            calls = (result.model_calls, result.restorer_calls)
-        preds.append(np.concatenate(out))
-    rows.append(row("bdmae", *preds, seconds, *calls))
+    for name, restorer_engine in restorers.items():
+        purifier = Purifier(model_engine, restorer_engine)
+        preds, seconds, calls = [], 0.0, None
+        for frames in (clean_x, bd_x):
+            out = []
+            for i in range(0, len(frames), batch):
+                result = purifier(frames[i:i + batch])
+                out.append(result.prediction)
+                seconds += result.seconds
+                calls = (result.model_calls, result.restorer_calls)
+            preds.append(np.concatenate(out))
+        rows.append(row(name, *preds, seconds, *calls))
     return rows
 
 
 def main(argv=None) -> int:
     args = common.parser("purify", __doc__).parse_args(argv)
     from edgeguard.deploy import export_onnx, export_restorer
-    from edgeguard.restorer import RestorerConfig, get_restorer, restoration_psnr
+    from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
     from edgeguard.runtime import load_engine
-    from edgeguard.victims import get_victim
+    from edgeguard.victims import get_victim, restorer_images
 
     mode = "quick" if args.quick else "full"
     size, n = SIZES[mode], EVAL[mode]
 
     def body() -> list[dict]:
-        mae = get_restorer(RestorerConfig())
+        photo_mae = get_restorer(RestorerConfig())
+        tuned_mae = get_restorer(RestorerConfig(), FINETUNE, restorer_images(victim_config(size, "signs", "none")))
         workdir = Path(tempfile.mkdtemp(prefix="edgeguard-purify-"))
-        restorer_engine = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
+        engines = {name: load_engine(export_restorer(mae, workdir / f"{name}.onnx", (3, 32, 32)))
+                   for name, mae in (("bdmae", tuned_mae), ("bdmae_photo_mae", photo_mae))}
         results = []
-        for attack, all_to_all in ATTACKS:
+        for i, (attack, all_to_all) in enumerate(ATTACKS):
             victim = get_victim(victim_config(size, "signs", attack, all_to_all))
             path = export_onnx(victim.model, workdir / f"{attack}-{int(all_to_all)}.onnx", (3, 32, 32))
-            for r in evaluate(load_engine(path), restorer_engine, victim, n):
+            restorers = engines if i == 0 else {"bdmae": engines["bdmae"]}
+            for r in evaluate(load_engine(path), restorers, victim, n):
                 r = {"task": "signs", "attack": attack, "all_to_all": all_to_all, **r}
                 print(r, file=sys.stderr, flush=True)
                 results.append(r)
-        for data, images in (("held-out photo crops", _photo_crops()), ("SynthSigns", _signs())):
-            results.append({"task": "restorer", "restorer": "mae_tiny_patch4", "data": data, "mask_ratio": 0.75,
-                            "psnr_masked_db": round(restoration_psnr(mae, images), 2)})
+        for name, mae in (("photos + SynthSigns fine-tuning", tuned_mae), ("photos", photo_mae)):
+            for data, images in (("held-out photo crops", _photo_crops()), ("SynthSigns", _signs())):
+                results.append({"task": "restorer", "restorer": f"mae_tiny_patch4 ({name})", "data": data,
+                                "mask_ratio": 0.75, "psnr_masked_db": round(restoration_psnr(mae, images), 2)})
         return results
 
-    record = common.run("purify", {"mode": mode, "eval_frames": n, **size}, body, args.json, backend="onnxruntime-cpu")
+    config = {"mode": mode, "eval_frames": n, "restorer_finetune_steps": FINETUNE.steps, **size}
+    record = common.run("purify", config, body, args.json, backend="onnxruntime-cpu")
     print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)
     return 0
 

@@ -103,14 +103,14 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
     from edgeguard.data.photos import random_crops
     from edgeguard.data.signs import make_signs
     from edgeguard.deploy import export_restorer
-    from edgeguard.restorer import RestorerConfig, get_restorer, restoration_psnr, train_mae
+    from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
 
     config = RestorerConfig(steps=args.steps, seed=args.seed)
-    mae = get_restorer(config, progress=not args.quiet)
+    finetune, images = None, None
     if args.finetune_on:
         images = load_dataset(args.finetune_on).images
-        tune = dataclasses.replace(config, steps=args.finetune_steps, lr=config.lr / 10, warmup_steps=0)
-        mae = train_mae(tune, images=images, init=mae, progress=not args.quiet)
+        finetune = dataclasses.replace(FINETUNE, steps=args.finetune_steps, seed=args.seed)
+    mae = get_restorer(config, finetune, images, progress=not args.quiet)
     held_out = random_crops(1000, mae.config.img_size, 5, scale=config.crop_scale, split="test")
     print(f"restoration PSNR at 75% masking (masked pixels): photos {restoration_psnr(mae, held_out):.2f} dB, "
           f"SynthSigns {restoration_psnr(mae, make_signs(1000, 12345).images):.2f} dB")
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=10000, help="training samples (default 10000)")
     p.add_argument("--n-test", type=int, default=2000, help="test samples (default 2000)")
     p.add_argument("--classes", type=int, default=43, help="SynthSigns classes (default 43)")
-    p.add_argument("--width", type=float, default=0.125, help="model width multiplier (default 0.125)")
+    p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--with-clean", action="store_true", help="also train/load the clean model and show both rows")
@@ -211,10 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attack)
 
-    p = sub.add_parser("train-mae", help="pre-train (or load from the cache) the MAE restorer on photo crops")
+    p = sub.add_parser("train-mae", help="pre-train the MAE restorer on photo crops, optionally fine-tune it on "
+                                         "clean frames (both cached)")
     p.add_argument("--steps", type=int, default=3000, help="pre-training steps (default 3000)")
-    p.add_argument("--finetune-on", metavar="DATA", help="clean images to fine-tune on (.npz, CIFAR folder, image folder)")
-    p.add_argument("--finetune-steps", type=int, default=500)
+    p.add_argument("--finetune-on", metavar="DATA",
+                   help="clean frames of the deployment domain to fine-tune on (.npz, CIFAR folder, image folder); "
+                        "strongly recommended for small frames")
+    p.add_argument("--finetune-steps", type=int, default=12000, help="fine-tuning steps (default 12000)")
     p.add_argument("--out", help="write the weights here (.safetensors)")
     p.add_argument("--onnx", help="export the restorer here (.onnx) for edgeguard purify")
     p.add_argument("--seed", type=int, default=0)

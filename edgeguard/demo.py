@@ -1,9 +1,10 @@
 """The README demo: purify a stream of backdoored SynthSigns frames on the embedded default.
 
 The deployed model is a SynthSigns classifier with a BadNets backdoor; the restorer is the
-tiny photo-trained MAE. Both run as ONNX Runtime engines on the CPU, the default where
-there is no GPU. The first run trains and caches both (about 15 minutes on 2 CPU cores);
-later runs load them.
+tiny MAE, pre-trained on photo crops and fine-tuned on clean SynthSigns frames. Both run as
+ONNX Runtime engines on the CPU, the default where there is no GPU. The first run trains
+and caches both (about 35 minutes on 2 CPU cores, most of it the restorer); later runs
+load them.
 """
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     Returns the printed figures."""
     from edgeguard.deploy import export_onnx, export_restorer
     from edgeguard.purify import Purifier
-    from edgeguard.restorer import get_restorer
+    from edgeguard.restorer import FINETUNE, get_restorer
     from edgeguard.runtime import load_engine
-    from edgeguard.victims import VictimConfig, get_victim
+    from edgeguard.victims import VictimConfig, get_victim, restorer_images
 
     victim = get_victim(VictimConfig(task="signs", attack=attack), progress=progress)
-    mae = get_restorer(progress=progress)
+    mae = get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
     workdir = Path(tempfile.mkdtemp(prefix="edgeguard-demo-"))
     model = load_engine(export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32)))
     restorer = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))

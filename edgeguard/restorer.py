@@ -1,19 +1,24 @@
 """Train, cache and measure the MAE restorer.
 
-BDMAE restores with a generic ImageNet MAE, never the task's data. Our CPU default does
-the same at small scale: ``mae_tiny_patch4`` pre-trained on random crops of the real
-photos (scikit-image), optionally fine-tuned on a user's clean images.
+BDMAE restores with a generic ImageNet MAE, never the task's data. Our CPU default starts
+the same way at small scale: ``mae_tiny_patch4`` pre-trained on random crops of the real
+photos (scikit-image). A 32-px MAE that has seen only photos restores sign glyphs poorly
+(PSNR about 15 dB on SynthSigns at 75% masking), and BDMAE then flags and damages clean
+frames; fine-tuning on clean images of the deployment domain (``FINETUNE``) is what makes
+it usable, so the SDK offers both and the benchmarks report both.
 
-    mae = get_restorer()                         # trains once, then loads from the cache
-    psnr = restoration_psnr(mae, images)         # dB on the masked pixels
+    mae = get_restorer()                                   # photo pre-training, cached
+    mae = get_restorer(finetune=FINETUNE, images=clean)    # + fine-tuning on clean frames, cached
+    psnr = restoration_psnr(mae, images)                   # dB on the masked pixels
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -37,7 +42,9 @@ class RestorerConfig:
         arch: an MAE variant of ``edgeguard.models`` (its img_size is the crop size).
         steps: optimiser steps; batch_size crops are drawn fresh for every step.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
-        mask_ratio: share of tokens masked per training image (MAE's 0.75).
+        mask_ratio: share of tokens masked per training image (MAE's 0.75), or a (low, high)
+            range drawn afresh for every step. BDMAE restores both 75% masks (stage 1) and
+            small blobs (refinement, purification), so the default trains on both.
         crop_scale: crop side as a fraction of the photo's shorter side.
         seed: crops, masks and initialisation.
     """
@@ -48,7 +55,7 @@ class RestorerConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 200
-    mask_ratio: float = 0.75
+    mask_ratio: Union[float, tuple[float, float]] = (0.1, 0.8)
     crop_scale: tuple[float, float] = (0.05, 0.6)
     seed: int = 0
 
@@ -102,7 +109,8 @@ def train_mae(
             batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = mae.loss(torch.from_numpy(to_float_nchw(batch)), config.mask_ratio, gen)
+        ratio = config.mask_ratio if np.isscalar(config.mask_ratio) else rng.uniform(*config.mask_ratio)
+        loss = mae.loss(torch.from_numpy(to_float_nchw(batch)), float(ratio), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,21 +120,48 @@ def train_mae(
     return mae.eval()
 
 
-def get_restorer(config: RestorerConfig = RestorerConfig(), progress: bool = True) -> MaskedAutoencoder:
-    """The pre-trained restorer for ``config``: from the cache, or trained and cached."""
+# Fine-tuning on clean frames of the deployment domain. Measured on SynthSigns (2 CPU
+# cores): PSNR at 75% masking 15.1 dB after photo pre-training, 17.0 after 2000 steps,
+# 18.0 after 6000, 18.5 after 14000; BDMAE's clean accuracy on a BadNets model went
+# 0.47 -> 0.72 -> 0.92 -> 0.97 along the way.
+FINETUNE = RestorerConfig(steps=12000, lr=5e-4, warmup_steps=100)
+
+
+def _fingerprint(images: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(repr(images.shape).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cached(key: str, arch: str, train) -> MaskedAutoencoder:
     from safetensors.torch import load_file, save_file
 
-    folder = cache.entry_dir("restorers", cache.config_key(config))
-    path = folder / "mae.safetensors"
-    mae = create_model(config.arch)
+    path = cache.entry_dir("restorers", key) / "mae.safetensors"
+    mae = create_model(arch)
     if path.exists():
         mae.load_state_dict(load_file(str(path)))
         return mae.eval()
-    mae = train_mae(config, progress=progress)
+    mae = train()
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in mae.state_dict().items()}, str(tmp))
     tmp.replace(path)
     return mae
+
+
+def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[RestorerConfig] = None,
+                 images: Optional[np.ndarray] = None, progress: bool = True) -> MaskedAutoencoder:
+    """The restorer for ``config``, pre-trained on photo crops, and with ``finetune`` and
+    ``images`` ((N, S, S, C) uint8 clean frames) fine-tuned on them. Each stage is cached,
+    keyed by its configs (and a hash of the images)."""
+    if (finetune is None) != (images is None):
+        raise InvalidArgumentError("fine-tuning needs both a finetune config and the clean images")
+    if finetune is not None and finetune.arch != config.arch:
+        raise InvalidArgumentError(f"finetune.arch {finetune.arch!r} differs from config.arch {config.arch!r}")
+    base = _cached(cache.config_key(config), config.arch, lambda: train_mae(config, progress=progress))
+    if finetune is None:
+        return base
+    key = cache.config_key(config, finetune, _fingerprint(images))
+    return _cached(key, config.arch, lambda: train_mae(finetune, images=images, init=base, progress=progress))
 
 
 def random_token_masks(n: int, num_tokens: int, ratio: float, seed: int = 0) -> np.ndarray:

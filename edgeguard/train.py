@@ -38,6 +38,8 @@ class TrainConfig:
         hflip: random horizontal flips (off: a flip changes a sign's arrow or a gaze's yaw).
         loss: "auto" (cross-entropy for classification, L1 for regression), "cross_entropy", "l1", "mse".
         seed: seeds initialisation order, shuffling and augmentation.
+        precision: "fp32", "bf16" (autocast on the CPU) or "auto": bf16 where the CPU runs it
+            natively (AVX512-BF16/AMX; about 2x faster for the small victims), else fp32.
     """
 
     epochs: int = 10
@@ -50,6 +52,7 @@ class TrainConfig:
     hflip: bool = False
     loss: str = "auto"
     seed: int = 0
+    precision: str = "fp32"
 
 
 class BatchHook(Protocol):
@@ -85,6 +88,18 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether a precision setting means bf16 autocast on this machine."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise InvalidArgumentError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision == "auto":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return precision == "bf16"
 
 
 def loss_function(task: str, name: str = "auto"):
@@ -155,6 +170,12 @@ def fit(
         start, history.loss, history.accuracy = state["epoch"], list(state["loss"]), list(state["accuracy"])
         log.info("resuming from %s at epoch %d", checkpoint, start)
     generator = torch.Generator().manual_seed(config.seed)
+    bf16 = use_bf16(config.precision)
+    # bf16 convolutions are fastest channels-last; fp32 stays in the default layout, where
+    # torch 2.13's CPU backward crashes for some small channels-last shapes (width 0.125 at
+    # 36x60 segfaults).
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    model.to(memory_format=layout)
     t0 = time.perf_counter()
     bar = tqdm(range(start, config.epochs), desc=f"train {data.name}", disable=not progress, unit="epoch")
     for epoch in bar:
@@ -172,7 +193,9 @@ def fit(
             extra = None
             if hook is not None:
                 x, y, extra = hook(x, y)
-            out = model(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x.contiguous(memory_format=layout))
+            out = out.float()
             loss = criterion(out, y)
             if extra is not None:
                 loss = loss + extra
@@ -193,6 +216,7 @@ def fit(
         if checkpoint is not None:
             _save_checkpoint(Path(checkpoint), model, opt, sched, epoch + 1, history)
     history.seconds = time.perf_counter() - t0
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
 

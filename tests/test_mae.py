@@ -175,3 +175,22 @@ def test_restorer_training_caches_and_fine_tunes():
     assert 0 < restoration_psnr(tuned, images) < 60
     with pytest.raises(InvalidInputError):
         train_mae(config, images=images[:, :16], progress=False)
+
+
+def test_fine_tuned_restorer_is_cached_per_image_set():
+    from edgeguard.errors import InvalidArgumentError
+    from edgeguard.restorer import RestorerConfig, get_restorer
+
+    config = RestorerConfig(steps=2, batch_size=8, warmup_steps=1)
+    tune = RestorerConfig(steps=2, batch_size=8, warmup_steps=1, lr=5e-4)
+    images = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    base = get_restorer(config, progress=False)
+    tuned = get_restorer(config, tune, images, progress=False)
+    again = get_restorer(config, tune, images, progress=False)
+    other = get_restorer(config, tune, images[::-1].copy(), progress=False)
+    state = tuned.state_dict()
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in state.items())
+    assert any(not torch.equal(v, base.state_dict()[k]) for k, v in state.items())
+    assert any(not torch.equal(v, other.state_dict()[k]) for k, v in state.items())
+    with pytest.raises(InvalidArgumentError):
+        get_restorer(config, tune, None, progress=False)
