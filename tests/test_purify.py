@@ -107,6 +107,22 @@ def test_a_frame_result_does_not_depend_on_its_batch(setup):
         np.testing.assert_array_equal(alone.purified[0], batch.purified[i])
 
 
+def test_early_exit_skips_frames_stage1_finds_clean(setup):
+    clean, triggered, restorer = setup
+    mixed = np.concatenate([clean[:3], triggered[3:]])
+    purifier = Purifier(ScriptedModel(), restorer, PurifierConfig(early_exit=0.0))
+    result = purifier(mixed)
+    faithful = Purifier(ScriptedModel(), restorer)(mixed)
+    np.testing.assert_array_equal(result.purified[:3], clean[:3])  # no restoration moved their answer
+    assert not result.pixel_mask[:3].any()
+    np.testing.assert_array_equal(result.prediction, faithful.prediction)
+    np.testing.assert_array_equal(result.purified[3:], faithful.purified[3:])
+    # Exited frames cost 1 + 25 model and 25 restorer calls; the others 47 and 50.
+    assert result.model_calls == (3 * 26 + 3 * 47) / 6 and result.restorer_calls == (3 * 25 + 3 * 50) / 6
+    with pytest.raises(InvalidArgumentError):
+        PurifierConfig(early_exit=1.0)
+
+
 def test_uint8_frames_round_trip(setup):
     clean, triggered, _ = setup
     frames = np.clip(triggered.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)
