@@ -9,7 +9,8 @@ photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 ``bdmae_photo_mae``. Classifier and restorer run as ONNX Runtime engines, the deployment
 path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
-engine calls per frame.
+engine calls per frame. PatchCleanser (6x6 masks covering any 6-px patch) is the fourth
+baseline of BDMAE's comparison.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def evaluate(model_engine, restorers: dict, victim, n: int, batch: int = 50) -> 
     ``restorers`` (defense name -> engine), on the same clean and triggered frames."""
     from edgeguard.data.dataset import to_float_nchw
     from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
-    from edgeguard.purify import Purifier, get_defense
+    from edgeguard.purify import PatchCleanser, Purifier, get_defense
 
     test, bd = victim.test, victim.backdoor
     ci, bi = _subset(len(test), n), _subset(len(bd.images), n)
@@ -58,6 +59,12 @@ def evaluate(model_engine, restorers: dict, victim, n: int, batch: int = 50) -> 
         t0 = time.perf_counter()
         preds = [model_engine(defense(x)).argmax(1) for x in (clean_x, bd_x)]
         rows.append(row(name, *preds, time.perf_counter() - t0, 1, 0))
+
+    cleanser = PatchCleanser()
+    seen, t0 = model_engine.samples, time.perf_counter()
+    preds = [cleanser(model_engine, x) for x in (clean_x, bd_x)]
+    calls = (model_engine.samples - seen) / (len(ci) + len(bi))
+    rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
     for name, restorer_engine in restorers.items():
         purifier = Purifier(model_engine, restorer_engine)

@@ -34,8 +34,9 @@ def defense_grid(rows: list[dict]) -> list[str]:
     ms = {d: sum(r["ms_per_image"] for r in rows if r["defense"] == d) / len(attacks) for d in defenses}
     lines.append("")
     lines.append("Mean ms per frame: " + ", ".join(f"{d} {v:.2f}" for d, v in ms.items()) + ". Engine calls per frame: "
-                 + ", ".join(f"{r['defense']} {r['model_calls']} model + {r['restorer_calls']} restorer"
-                             for r in rows if r["attack"] == attacks[0][0] and r["restorer_calls"]) + ".")
+                 + ", ".join(f"{r['defense']} {r['model_calls']:g} model + {r['restorer_calls']:g} restorer"
+                             for r in rows if r["attack"] == attacks[0][0] and
+                             (r["restorer_calls"] or r["model_calls"] > 1)) + ".")
     lines.append("")
     return lines
 

@@ -184,3 +184,18 @@ def test_baselines():
     assert get_defense("shrinkpad_strong").pad == 4
     with pytest.raises(InvalidArgumentError):
         get_defense("diffpure")
+
+
+def test_patchcleanser_masks_cover_every_patch_and_recover_the_answer(setup):
+    from edgeguard.purify import PatchCleanser
+
+    defense = PatchCleanser(patch=4, per_side=6)
+    masks = defense.masks(32, 32)
+    assert masks.shape == (36, 32, 32)
+    for top in range(32 - 4 + 1):  # every 4x4 patch lies under some mask
+        for left in range(32 - 4 + 1):
+            assert masks[:, top:top + 4, left:left + 4].all(axis=(1, 2)).any()
+    clean, triggered, _ = setup
+    truth = ScriptedModel()(clean).argmax(1)
+    np.testing.assert_array_equal(defense(ScriptedModel(), triggered), truth)
+    np.testing.assert_array_equal(defense(ScriptedModel(), clean), truth)
