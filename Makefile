@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgeguard-installed
 NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 
-.PHONY: demo test test-all cuda bench-attacks bench-purify clean help
+.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels clean help
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
@@ -16,7 +16,9 @@ help:
 	@echo "make test-all  the suite including tests marked slow"
 	@echo "make cuda      build csrc/*.cu into build-cuda/ (needs nvcc)"
 
-$(STAMP): pyproject.toml setup.py constraints-dev.txt $(wildcard csrc/*.pyx csrc/*.c csrc/*.h)
+# The CUDA library comes first, so the install also builds its wrapper edgeguard._cuda.
+$(STAMP): pyproject.toml setup.py constraints-dev.txt $(wildcard csrc/*.pyx csrc/*.c csrc/*.h csrc/*.cu)
+	$(MAKE) --no-print-directory cuda
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) --upgrade pip setuptools wheel "Cython>=3.0" numpy
 	$(PIP) install $(PIP_FLAGS) --no-build-isolation -e ".[dev]"
@@ -33,10 +35,10 @@ else
 	@echo "nvcc not found: skipping the CUDA kernels"
 endif
 
-test: $(STAMP) cuda
+test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: $(STAMP) cuda
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench-attacks: $(STAMP)
@@ -44,6 +46,9 @@ bench-attacks: $(STAMP)
 
 bench-purify: $(STAMP)
 	$(PY) -m benchmarks.purify --json benchmarks/results/purify.json
+
+bench-kernels: $(STAMP)
+	$(PY) -m benchmarks.kernels --json benchmarks/results/kernels.json
 
 clean:
 	rm -rf build build-cuda *.egg-info edgeguard/*.so

@@ -1,7 +1,15 @@
-"""Builds the compiled extension ``edgeguard._kernels``; metadata lives in pyproject.toml.
+"""Builds the compiled extensions; metadata lives in pyproject.toml.
 
-OpenMP (-fopenmp) is used when the compiler accepts it and skipped otherwise. The Cython
-wrapper uses typed memoryviews (buffer protocol), so no numpy headers are needed.
+``edgeguard._kernels`` (always): the CPU kernels of csrc/ssim.c and csrc/masks.c. OpenMP
+(-fopenmp) is used when the compiler accepts it and skipped otherwise.
+
+``edgeguard._cuda`` (optional): the Cython wrapper of libedgeguard_cuda, built only when
+that library exists (``make cuda`` builds it into build-cuda/; EDGEGUARD_CUDA_LIB_DIR points
+elsewhere) and the CUDA runtime headers are found (CUDA_HOME, CUDA_PATH or /usr/local/cuda).
+The wrapper finds the library at run time through an rpath to that folder.
+
+The Cython wrappers use typed memoryviews (buffer protocol), so no numpy headers are needed.
+Generated C files go to build/.
 """
 import os
 import tempfile
@@ -11,6 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
 _OMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 
 
@@ -42,15 +51,35 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def _cuda_extension():
+    """The ``edgeguard._cuda`` extension, or None when the CUDA library or headers are missing."""
+    lib_dir = os.path.abspath(os.environ.get("EDGEGUARD_CUDA_LIB_DIR", os.path.join(ROOT, "build-cuda")))
+    if not os.path.exists(os.path.join(lib_dir, "libedgeguard_cuda.so")):
+        print("edgeguard: libedgeguard_cuda not built, skipping edgeguard._cuda (see `make cuda`)")
+        return None
+    homes = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    include = next((os.path.join(h, "include") for h in homes
+                    if h and os.path.exists(os.path.join(h, "include", "cuda_runtime_api.h"))), None)
+    if include is None:
+        print("edgeguard: CUDA headers not found (set CUDA_HOME), skipping edgeguard._cuda")
+        return None
+    print(f"edgeguard: building edgeguard._cuda against {lib_dir}")
+    return Extension("edgeguard._cuda", sources=["csrc/_cuda.pyx"], include_dirs=["csrc", include],
+                     libraries=["edgeguard_cuda"], library_dirs=[lib_dir], runtime_library_dirs=[lib_dir])
+
+
 extensions = [
     Extension(
         "edgeguard._kernels",
-        sources=["csrc/_kernels.pyx", "csrc/ssim.c"],
+        sources=["csrc/_kernels.pyx", "csrc/ssim.c", "csrc/masks.c"],
         include_dirs=["csrc"],
     )
 ]
+cuda = _cuda_extension()
+if cuda is not None:
+    extensions.append(cuda)
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}),
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}, build_dir="build"),
     cmdclass={"build_ext": BuildExt},
 )

@@ -256,31 +256,32 @@ def test_extension_rejects_bad_arguments_with_value_error():
             call()
 
 
-def _cuda_lib():
-    """libedgeguard_cuda (CMakeLists.txt), from $EDGEGUARD_CUDA_LIB or build-cuda/; else skip."""
-    import ctypes
-    import os
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.environ.get("EDGEGUARD_CUDA_LIB", os.path.join(root, "build-cuda", "libedgeguard_cuda.so"))
-    if not os.path.exists(path):
-        pytest.skip(f"CUDA library not built ({path}); see CMakeLists.txt")
-    fn = ctypes.CDLL(path).eg_cuda_ssim_tokens
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int] * 8 + [ctypes.c_void_p] * 2
-    return fn
+def _cuda_ext():
+    """edgeguard._cuda (built when `make cuda` ran before the install), else skip."""
+    return pytest.importorskip("edgeguard._cuda", reason="edgeguard._cuda not built (make cuda)")
 
 
 def test_cuda_launcher_validates_arguments():
-    # Checked before any CUDA call, so this runs without a GPU. 1 = cudaErrorInvalidValue.
-    launch = _cuda_lib()
+    # Checked before any CUDA call, so this runs without a GPU.
+    cuda = _cuda_ext()
     reflect, mean, point = 0, 0, 1
-    assert launch(None, None, 0, 3, 32, 32, reflect, 8, 8, mean, None, None) == 0  # empty batch
-    assert launch(None, None, 1, 3, 32, 32, reflect, 8, 8, mean, None, None) == 1  # null pointers
+    cuda.ssim_tokens(0, 0, 0, 3, 32, 32, reflect, 8, 8, mean, 0, 0)  # empty batch: nothing to do
+    with pytest.raises(ValueError):
+        cuda.ssim_tokens(0, 0, 1, 3, 32, 32, reflect, 8, 8, mean, 0, 0)  # null pointers
     bad = [(1, 3, 32, 32, reflect, 14, 14, mean), (1, 3, 32, 32, reflect, 33, 8, point),
            (1, 0, 32, 32, reflect, 8, 8, mean), (1, 3, 32, 32, 2, 8, 8, mean), (1, 3, 32, 32, reflect, 8, 8, 2)]
     for n, c, h, w, border, gh, gw, mode in bad:
-        assert launch(8, 8, n, c, h, w, border, gh, gw, mode, 8, None) == 1
+        with pytest.raises(ValueError):
+            cuda.ssim_tokens(8, 8, n, c, h, w, border, gh, gw, mode, 8, 0)
+    with pytest.raises(ValueError):
+        cuda.grow_regions(8, 8, 8, 1, 0, 8, 0.5, 0, 0, 8, 0)  # empty grid
+
+
+def test_device_api_rejects_host_arrays():
+    _cuda_ext()
+    a = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(InvalidInputError, match="CUDA device array"):
+        kernels.ssim_tokens_device(a, a, np.zeros((1, 2, 2), np.float32), (2, 2))
 
 
 @pytest.mark.gpu
@@ -292,17 +293,12 @@ def test_cuda_launcher_validates_arguments():
 )
 def test_cuda_tokens_match_cpu(shape, grid, mode, border):
     torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    launch = _cuda_lib()
+    if not (torch.cuda.is_available() and kernels.cuda_available()):
+        pytest.skip("needs a CUDA device and edgeguard._cuda")
     a, b = pair(shape, seed=12)
-    da, db = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
     out = torch.full((shape[0], *grid), float("nan"), device="cuda")
-    status = launch(
-        da.data_ptr(), db.data_ptr(), *shape, {"reflect": 0, "replicate": 1}[border], *grid,
-        {"mean": 0, "point": 1}[mode], out.data_ptr(), torch.cuda.current_stream().cuda_stream,
-    )
-    assert status == 0
+    kernels.ssim_tokens_device(torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda(), out, grid, mode,
+                               border=border, stream=torch.cuda.current_stream().cuda_stream)
     torch.cuda.synchronize()
     expected = kernels.ssim_tokens(a, b, grid, mode, border=border)
     np.testing.assert_allclose(out.cpu().numpy(), expected, rtol=0, atol=TOL)
