@@ -176,11 +176,6 @@ def _from_nchw(x: np.ndarray, layout: str) -> np.ndarray:
     return x
 
 
-def _uniform(rngs: list[np.random.Generator], rows, length: int) -> np.ndarray:
-    """(len(rows), length) U(0, 1) draws, row r from its own generator rngs[r]."""
-    return np.stack([rngs[r].random(length) for r in rows]) if len(rows) else np.zeros((0, length))
-
-
 def token_grid_of(restorer) -> tuple[int, int, int]:
     """(tokens per side G, MAE input size S, patch size P) from an engine's metadata."""
     meta = getattr(restorer, "metadata", {}) or {}
@@ -239,61 +234,32 @@ class Purifier:
     def _stage1_masks(self, length: int) -> np.ndarray:
         """(rounds, masks_per_round, L) float32 masks from concatenated permutations."""
         cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        count = int(length * cfg.mask_ratio)
-        masks = np.zeros((cfg.rounds, cfg.masks_per_round, length), np.float32)
-        for r in range(cfg.rounds):
-            order = np.concatenate([rng.permutation(length) for _ in range(cfg.masks_per_round)])
-            for i in range(cfg.masks_per_round):
-                masks[r, i, order[count * i:count * (i + 1)]] = 1.0
-        return masks
+        masks = kernels.stage1_masks(length, cfg.rounds, cfg.masks_per_round, cfg.mask_ratio, cfg.seed)
+        return masks.reshape(cfg.rounds, cfg.masks_per_round, length)
 
     def _token_ssim(self, x: np.ndarray, restored: np.ndarray, pix2tok: np.ndarray, grid: int) -> np.ndarray:
         """(B, L) per-token SSIM between frames and restorations."""
         cfg = self.config
         if cfg.ssim_mode == "point":
             return kernels.ssim_tokens(x, restored, (grid, grid), "point", border=cfg.ssim_border).reshape(len(x), -1)
-        smap = kernels.ssim_map(x, restored, border=cfg.ssim_border).reshape(len(x), -1)
-        flat = pix2tok.reshape(-1)
-        counts = np.bincount(flat, minlength=grid * grid).astype(np.float32)
-        sums = np.stack([np.bincount(flat, weights=row, minlength=grid * grid) for row in smap])
-        return (sums / np.maximum(counts, 1)).astype(np.float32)
+        return kernels.tokens_from_map(kernels.ssim_map(x, restored, border=cfg.ssim_border), pix2tok,
+                                       grid * grid, empty=1.0)
 
-    def _grow_blobs(self, score: np.ndarray, top: np.ndarray, sizes: np.ndarray, grid: int,
-                    rngs: list[np.random.Generator]) -> np.ndarray:
-        """Topology-aware mask sampling for each image: (B, L) 0/1 blobs of ``sizes`` tokens.
+    def _refine(self, model, restorer, x, score, sizes, reference, grid, phase: int) -> np.ndarray:
+        """10 refinement steps of one score (B, L); returns the refined copy.
 
-        Image i draws from rngs[i] only, and only while its own blob grows, so its blob
-        does not depend on the other images of the batch."""
-        b, length = score.shape
-        seed = np.argmax(_uniform(rngs, range(b), length) * score, axis=1)
-        blob = np.zeros((b, length), bool)
-        blob[np.arange(b), seed] = True
-        for step in range(int(sizes.max()) - 1):
-            rows = np.flatnonzero(step < sizes - 1)
-            g = blob[rows].reshape(-1, grid, grid)
-            near = np.zeros_like(g)
-            near[:, 1:] |= g[:, :-1]
-            near[:, :-1] |= g[:, 1:]
-            near[:, :, 1:] |= g[:, :, :-1]
-            near[:, :, :-1] |= g[:, :, 1:]
-            bonus = self.config.neighbour_bonus * near.reshape(len(rows), length)
-            value = (_uniform(rngs, rows, length) * (score[rows] + bonus)
-                     - 100.0 * ~top[rows] - 100.0 * blob[rows])
-            blob[rows, np.argmax(value, axis=1)] = True
-        return blob
-
-    def _refine(self, model, restorer, x, score, sizes, reference, grid, rngs) -> np.ndarray:
-        """10 refinement steps of one score (B, L); returns the refined copy."""
+        Step j of ``phase`` grows its regions from random stream phase * steps + j + 1 of
+        the seed (stage 1 uses stream 0), the same for every frame, so a frame's regions
+        depend only on the frame."""
         cfg = self.config
         score = score.copy()
-        b, length = score.shape
-        order_rank = np.arange(length)
-        for _ in range(cfg.refine_steps):
-            rank = np.argsort(-score, axis=1, kind="stable")
-            top = np.zeros((b, length), bool)
-            top[np.arange(b)[:, None], rank] = order_rank[None, :] < sizes[:, None]
-            blob = self._grow_blobs(score, top, np.maximum(sizes // 2, 1), grid, rngs)
+        b = len(score)
+        for step in range(cfg.refine_steps):
+            top = kernels.nested_topk(score, sizes[:, None])[:, 0] > 0
+            stream = phase * cfg.refine_steps + step + 1
+            blob = kernels.grow_regions(score, top, np.maximum(sizes // 2, 1), (grid, grid),
+                                        bonus=cfg.neighbour_bonus, seed=cfg.seed,
+                                        streams=np.full(b, stream, np.uint64))
             restored = self._run(restorer, x, blob.astype(np.float32))
             same = ~self._moved(self._answer(self._run(model, restored)), reference)
             beta = np.where(same, cfg.beta, -cfg.beta)[:, None]
@@ -322,20 +288,16 @@ class Purifier:
         model, restorer = self.model, self.restorer
         b, length = image_score.shape
         shape = x.shape[1:]
-        rngs = [np.random.default_rng(cfg.seed + 1) for _ in range(b)]
         k_image = (image_score >= cfg.image_score_cut).sum(axis=1)
-        image_score = self._refine(model, restorer, x, image_score, k_image, reference, grid, rngs)
+        image_score = self._refine(model, restorer, x, image_score, k_image, reference, grid, phase=0)
         k_label = np.floor(label_score.sum(axis=1)).astype(np.int64)
-        label_score = self._refine(model, restorer, x, label_score, k_label, reference, grid, rngs)
+        label_score = self._refine(model, restorer, x, label_score, k_label, reference, grid, phase=1)
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
 
         # Nested masks, restorations averaged inside the largest one.
         taus = self._thresholds(score)
         counts = (score[:, None, :] >= taus[:, :, None]).sum(axis=2)  # (B, T)
-        rank = np.argsort(-score, axis=1, kind="stable")
-        position = np.empty_like(rank)
-        np.put_along_axis(position, rank, np.broadcast_to(np.arange(length), (b, length)), axis=1)
-        nested = (position[:, None, :] < counts[:, :, None]).astype(np.float32)  # (B, T, L)
+        nested = kernels.nested_topk(score, counts)  # (B, T, L)
         levels = nested.shape[1]
         restored = self._run(restorer, np.repeat(x, levels, axis=0), nested.reshape(-1, length))
         pix = nested[:, :, pix2tok][:, :, None]  # (B, T, 1, h, w)
