@@ -70,27 +70,70 @@ int eg_stage1_masks(int num_tokens, int rounds, int per_round, double ratio, uin
     return EG_OK;
 }
 
-/* One image's region; sel (the output row) and adj hold L bytes each. */
+/* The step's winner among tokens that all have class 0 (list[0 .. count), all tokens when
+   list is NULL): the largest value, ties to the lowest index (lists are ascending). Values
+   are computed in a separate loop, which the compiler vectorises. */
+EG_CPU_CLONES
+static int best_open(const float* score, const uint8_t* adj, const int* list, int count,
+                     int step, float bonus, uint64_t key, uint64_t first, float* values)
+{
+    for (int q = 0; q < count; ++q) {
+        const int t = list == NULL ? q : list[q];
+        const float u = eg_rng_uniform(key, first + (uint64_t)t);
+        values[q] = step == 0 ? u * score[t] : eg_grow_value(u, score[t], adj[t], bonus);
+    }
+    int best = 0;
+    for (int q = 1; q < count; ++q)
+        if (values[q] > values[best]) best = q;
+    return list == NULL ? best : list[best];
+}
+
+/* The step's winner over all tokens with their classes (once the top set is used up). */
+static int best_any(const float* score, const uint8_t* top, const uint8_t* sel,
+                    const uint8_t* adj, int length, float bonus, uint64_t key, uint64_t first)
+{
+    int best = -1, best_class = 0;
+    float best_value = 0.0f;
+    for (int t = 0; t < length; ++t) {
+        const int cls = (top[t] == 0) + sel[t];
+        if (best >= 0 && cls > best_class) continue; /* cannot win: skip its draw */
+        const float value = eg_grow_value(eg_rng_uniform(key, first + (uint64_t)t), score[t], adj[t], bonus);
+        if (best < 0 || eg_better(cls, value, t, best_class, best_value, best)) {
+            best = t;
+            best_class = cls;
+            best_value = value;
+        }
+    }
+    return best;
+}
+
+/* One image's region; sel (the output row) and adj hold L bytes, open and values L ints
+   and floats. While top tokens remain unselected (class 0), only they can win, so steps
+   scan just that list (kept in ascending token order, so ties still go to the lower index). */
 static void grow_region(const float* score, const uint8_t* top, int size, int gh, int gw,
-                        float bonus, uint64_t key, uint8_t* sel, uint8_t* adj)
+                        float bonus, uint64_t key, uint8_t* sel, uint8_t* adj, int* open,
+                        float* values)
 {
     const int length = gh * gw;
+    int open_count = 0;
     memset(sel, 0, (size_t)length);
     memset(adj, 0, (size_t)length);
+    for (int t = 0; t < length; ++t)
+        if (top[t]) open[open_count++] = t;
     for (int step = 0; step < size; ++step) {
         const uint64_t first = (uint64_t)step * (uint64_t)length;
-        int best = -1, best_class = 0;
-        float best_value = 0.0f;
-        for (int t = 0; t < length; ++t) {
-            const int cls = step == 0 ? 0 : (top[t] == 0) + sel[t];
-            if (best >= 0 && cls > best_class) continue; /* cannot win: skip its draw */
-            const float u = eg_rng_uniform(key, first + (uint64_t)t);
-            const float value = step == 0 ? u * score[t] : eg_grow_value(u, score[t], adj[t], bonus);
-            if (best < 0 || eg_better(cls, value, t, best_class, best_value, best)) {
-                best = t;
-                best_class = cls;
-                best_value = value;
-            }
+        int best;
+        if (step == 0)
+            best = best_open(score, adj, NULL, length, 0, bonus, key, first, values);
+        else if (open_count > 0)
+            best = best_open(score, adj, open, open_count, step, bonus, key, first, values);
+        else
+            best = best_any(score, top, sel, adj, length, bonus, key, first);
+        if (top[best] && !sel[best]) {
+            int q = 0;
+            while (open[q] != best) ++q;
+            memmove(open + q, open + q + 1, sizeof(int) * (size_t)(open_count - q - 1));
+            --open_count;
         }
         sel[best] = 1;
         const int row = best / gw, col = best % gw;
@@ -117,17 +160,21 @@ int eg_grow_regions(const float* scores, const uint8_t* top, const int32_t* size
 #pragma omp parallel if (n > 1)
     {
         uint8_t* adj = malloc(stride);
-        if (adj == NULL) {
+        int* open = malloc(sizeof(int) * stride);
+        float* values = malloc(sizeof(float) * stride);
+        if (adj == NULL || open == NULL || values == NULL) {
 #pragma omp atomic write
             status = EG_ERR_NOMEM;
         }
 #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; ++i)
-            if (adj != NULL)
+            if (adj != NULL && open != NULL && values != NULL)
                 grow_region(scores + i * stride, top + i * stride, sizes[i], grid_h, grid_w, bonus,
                             eg_rng_key(seed, streams == NULL ? 0 : streams[i]), out + i * stride,
-                            adj);
+                            adj, open, values);
         free(adj);
+        free(open);
+        free(values);
     }
     return status;
 }

@@ -38,13 +38,6 @@
 #define MIN_BAND_ROWS 32
 #define CHUNK 64 /* columns per vertical pass: five moment rows of CHUNK stay in L1 */
 
-/* GCC on x86-64 Linux: also build the item kernel for AVX2 + FMA CPUs (a second copy,
-   picked when the library loads), since the default target has only SSE2. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CPU_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define CPU_CLONES
-#endif
 
 /* skimage: C1 = (K1 * data_range)^2, C2 = (K2 * data_range)^2 with data_range 1. */
 static const double C1 = 0.01 * 0.01;
@@ -209,7 +202,7 @@ static size_t workspace_len(const plan_t* p)
 }
 
 /* Output rows [y0, y1) of one (c, h, w) image pair -> its sink output. */
-CPU_CLONES
+EG_CPU_CLONES
 static void process_item(const plan_t* p, const float* a, const float* b, int y0, int y1,
                          double* ws, float* out)
 {

@@ -40,6 +40,15 @@
 #ifndef EDGEGUARD_SSIM_H
 #define EDGEGUARD_SSIM_H
 
+/* GCC on x86-64 Linux: hot loops are also built for AVX-512 (x86-64-v4) and AVX2 + FMA
+   (haswell) CPUs, one copy each, picked when the library loads; the default target has
+   only SSE2. Internal to the C sources. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define EG_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=haswell", "default")))
+#else
+#define EG_CPU_CLONES
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -185,15 +185,23 @@ def _grid(grid) -> tuple[int, int]:
     return _integer(gh, "grid height", 1), _integer(gw, "grid width", 1)
 
 
-def _scores(scores, what: str = "scores") -> np.ndarray:
-    """(B, L) finite float scores as C-contiguous float32."""
+def _scores(scores, what: str = "scores", margin: float = 0.0) -> np.ndarray:
+    """(B, L) finite float scores as C-contiguous float32, with |scores| + margin finite too."""
     x = np.asarray(scores)
     if not np.issubdtype(x.dtype, np.floating) or x.ndim != 2 or x.shape[1] < 1:
         raise InvalidInputError(f"{what} must be a (B, L) float array with L >= 1, got {x.dtype} {x.shape}")
-    with np.errstate(over="ignore"):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise InvalidInputError(f"{what} hold NaN or inf (after conversion to float32)")
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        with np.errstate(over="ignore"):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+    # A float64 sum cannot overflow on float32 values, so it is finite iff they all are.
+    # Adding the margin can only overflow float32 when the margin itself is huge.
+    finite = np.isfinite(x.sum(dtype=np.float64))
+    if finite and margin > 1e30 and x.size:
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(x.min() - np.float32(margin)) and np.isfinite(x.max() + np.float32(margin))
+    if not finite:
+        raise InvalidInputError(f"{what} hold NaN or inf (after conversion to float32)"
+                                + (f", or overflow float32 when {margin:g} is added" if margin else ""))
     return x
 
 
@@ -276,7 +284,8 @@ def grow_regions(scores, top, sizes, grid: tuple[int, int], *, bonus: float = 0.
     Returns:
         bool (B, L): the regions.
     """
-    scores = _scores(scores)
+    bonus32 = np.float32(_real(bonus, "bonus"))
+    scores = _scores(scores, margin=abs(float(bonus32)))
     batch, length = scores.shape
     gh, gw = _grid(grid)
     if gh * gw != length:
@@ -286,10 +295,6 @@ def grow_regions(scores, top, sizes, grid: tuple[int, int], *, bonus: float = 0.
         raise InvalidInputError(f"top must be a bool array of shape {scores.shape}, got {top.dtype} {top.shape}")
     sizes = _indices(np.broadcast_to(sizes, (batch,)) if np.ndim(sizes) == 0 else sizes,
                      "sizes", (batch,), 0, length)
-    bonus32 = np.float32(_real(bonus, "bonus"))
-    with np.errstate(over="ignore"):
-        if not np.isfinite(scores + bonus32).all():
-            raise InvalidInputError("scores + bonus overflow float32: keep |scores| and |bonus| below ~1e38")
     out = _call(_ext().grow_regions, scores, np.ascontiguousarray(top).view(np.uint8), sizes, (gh, gw),
                 float(bonus32), _seed(seed), _streams(streams, batch))
     return out.view(bool)
