@@ -75,15 +75,16 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
 
     for name, (restorer_engine, config) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
-        preds, seconds, calls = [], 0.0, None
+        preds, seconds, calls = [], 0.0, np.zeros(2)
         for frames in (clean_x, bd_x):
             out = []
             for i in range(0, len(frames), batch):
                 result = purifier(frames[i:i + batch])
                 out.append(result.prediction)
                 seconds += result.seconds
-                calls = (result.model_calls, result.restorer_calls)
+                calls += len(result) * np.array([result.model_calls, result.restorer_calls])
             preds.append(np.concatenate(out))
+        calls = [round(float(c) / (len(ci) + len(bi)), 1) for c in calls]
         rows.append(row(name, *preds, seconds, *calls))
     return rows
 

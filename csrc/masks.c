@@ -156,8 +156,10 @@ int eg_grow_regions(const float* scores, const uint8_t* top, const int32_t* size
         if (sizes[i] < 0 || sizes[i] > length) return EG_ERR_ARG;
 
     const size_t stride = (size_t)length;
+    long long work = 0;
+    for (int i = 0; i < n; ++i) work += (long long)sizes[i] * length;
     int status = EG_OK;
-#pragma omp parallel if (n > 1)
+#pragma omp parallel if (n > 1 && work >= EG_PARALLEL_MIN_WORK)
     {
         uint8_t* adj = malloc(stride);
         int* open = malloc(sizeof(int) * stride);
@@ -190,7 +192,7 @@ int eg_nested_topk(const float* scores, const int32_t* counts, int n, int num_to
         if (counts[k] < 0 || counts[k] > num_tokens) return EG_ERR_ARG;
 
     int status = EG_OK;
-#pragma omp parallel if (n > 1)
+#pragma omp parallel if (n > 1 && (long long)n * num_tokens * (levels + 8) >= EG_PARALLEL_MIN_WORK)
     {
         scored_t* rank = malloc(sizeof(scored_t) * length);
         if (rank == NULL) {
@@ -232,7 +234,7 @@ int eg_tokens_from_map(const float* maps, const int32_t* pixel_token, int n, int
     for (size_t p = 0; p < plane; ++p) ++pixels[pixel_token[p]];
 
     int status = EG_OK;
-#pragma omp parallel if (n > 1)
+#pragma omp parallel if (n > 1 && (long long)n * plane >= EG_PARALLEL_MIN_WORK)
     {
         double* sums = malloc(sizeof(double) * length);
         if (sums == NULL) {

@@ -281,7 +281,7 @@ static int run(plan_t* p, const float* a, const float* b, int n, int border, flo
     const size_t ws_len = workspace_len(p);
     const long long items = (long long)n * p->bands;
     int status = EG_OK;
-#pragma omp parallel if (items > 1)
+#pragma omp parallel if (items > 1 && 8LL * n * (long long)in_stride >= EG_PARALLEL_MIN_WORK)
     {
         double* ws = malloc(sizeof(double) * ws_len);
         if (ws == NULL) {

@@ -43,6 +43,12 @@
 /* GCC on x86-64 Linux: hot loops are also built for AVX-512 (x86-64-v4) and AVX2 + FMA
    (haswell) CPUs, one copy each, picked when the library loads; the default target has
    only SSE2. Internal to the C sources. */
+/* Calls with less work than this run on one thread: starting a parallel region costs more,
+   and in the purifier the second core is often still held by the inference engine's
+   thread pool. Work is counted in rough units of a token draw (~2 ns); an SSIM
+   pixel-channel counts 8. Internal. */
+#define EG_PARALLEL_MIN_WORK (1LL << 18)
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define EG_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=haswell", "default")))
 #else
