@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 _SKIP = {"task", "all_to_all"}
 
 
@@ -31,7 +33,7 @@ def defense_grid(rows: list[dict]) -> list[str]:
                  if r["attack"] == attack and r.get("all_to_all", False) == a2a}
         name = attack + (" (all-to-all)" if a2a else "")
         lines.append(f"| {name} | " + " | ".join(cells.get(d, "") for d in defenses) + " |")
-    ms = {d: sum(r["ms_per_image"] for r in rows if r["defense"] == d) / len(attacks) for d in defenses}
+    ms = {d: float(np.mean([r["ms_per_image"] for r in rows if r["defense"] == d])) for d in defenses}
     lines.append("")
     lines.append("Mean ms per frame: " + ", ".join(f"{d} {v:.2f}" for d, v in ms.items()) + ". Engine calls per frame: "
                  + ", ".join(f"{r['defense']} {r['model_calls']:g} model + {r['restorer_calls']:g} restorer"
@@ -48,8 +50,9 @@ def markdown(record: dict) -> str:
     trained = sum(r.get("train_seconds", 0.0) for r in record["results"])
     # Cached models keep the training time they were made with; the run itself may be short.
     training = f" (the models took {trained / 60:.0f} min to train)" if trained else ""
+    mode = f"mode {record['config']['mode']}, " if record["config"].get("mode") else ""
     lines = [f"Machine: {m.get('cpu')} ({m.get('cores')} cores), GPU: {m.get('gpu') or 'none'}, "
-             f"torch {m.get('torch')}, backend {m.get('backend')}; mode {record['config'].get('mode')}, "
+             f"torch {m.get('torch')}, backend {m.get('backend')}; {mode}"
              f"run {record['seconds'] / 60:.0f} min{training}.", ""]
     tasks = dict.fromkeys(r.get("task", "") for r in record["results"])
     for task in tasks:
