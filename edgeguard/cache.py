@@ -21,8 +21,14 @@ def cache_root() -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
+    """JSON-ready form of a config. Dataclass fields declared with
+    ``field(metadata={"key": "if_set"})`` join the key only when not None, so adding such
+    an option keeps every existing cache entry valid."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__type__": type(obj).__name__, **{k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}}
+        items = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+                 if not (f.metadata.get("key") == "if_set" and getattr(obj, f.name) is None)}
+        return {"__type__": type(obj).__name__,
+                **{k: _jsonable(dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in items.items()}}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -61,9 +61,25 @@ def _victim_config(args: argparse.Namespace, attack: str):
         train = TrainConfig(**{**train.__dict__, "epochs": args.epochs, "seed": args.seed})
     else:
         train = TrainConfig(**{**train.__dict__, "seed": args.seed})
+    guard, at = _eigenguard(getattr(args, "eigenguard", None))
     return VictimConfig(task=args.task, attack=attack, attack_options=parse_options(args.option) if attack != "none" else {},
                         all_to_all=args.all_to_all and attack != "none", n_train=args.n_train, n_test=args.n_test,
-                        num_classes=args.classes, width=args.width, train=train, seed=args.seed)
+                        num_classes=args.classes, width=args.width, train=train, seed=args.seed,
+                        eigenguard=guard, eigenguard_at=at)
+
+
+def _eigenguard(spec: Optional[str]):
+    """"k=4,scale=0.001,at=layer1" -> (EigenGuardConfig, block name); None -> (None, None)."""
+    if spec is None:
+        return None, None
+    from edgeguard.eigenguard import EigenGuardConfig
+
+    options = parse_options([p for p in spec.split(",") if p])
+    at = options.pop("at", "layer1")
+    try:
+        return EigenGuardConfig(**options), str(at)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"--eigenguard: {exc}; options are the fields of EigenGuardConfig and at=BLOCK") from None
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -78,7 +94,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     for name in names:
         victim = get_victim(_victim_config(args, name), progress=not args.quiet, use_cache=not args.no_cache)
         rows.append({"task": args.task, "attack": name + (" (all-to-all)" if victim.config.all_to_all else ""),
-                     **victim.metrics, "train_s": victim.train_seconds, "cached": victim.from_cache})
+                     **({"defense": "eigenguard"} if victim.config.eigenguard else {}), **victim.metrics, "train_s": victim.train_seconds, "cached": victim.from_cache})
     columns = list(dict.fromkeys(k for r in rows for k in r))
     print(format_table(rows, columns))
     if args.json:
@@ -189,12 +205,8 @@ def cmd_purify(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeguard", description="Backdoor defenses for image models on edge devices.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("attack", help="train (or load from the cache) a backdoored model and print its metrics")
+def _victim_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that train or load one victim model."""
     p.add_argument("--task", default="signs", help="signs (SynthSigns classification) or gaze (SynthGaze regression)")
     p.add_argument("--attack", default="badnets", help="badnets, blended, blended_patch, sig, lc, wanet, iab, or none")
     p.add_argument("--all-to-all", action="store_true", help="label y -> (y + 1) mod K instead of target 0")
@@ -210,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeguard", description="Backdoor defenses for image models on edge devices.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("attack", help="train (or load from the cache) a backdoored model and print its metrics")
+    _victim_arguments(p)
+    p = sub.add_parser("train", help="train (or load) a model on possibly poisoned data, optionally with EigenGuard")
+    _victim_arguments(p)
+    p.add_argument("--eigenguard", metavar="K=V,...", help="insert EigenGuard, e.g. k=4 or k=4,scale=0.001,at=layer2 "
+                   "(fields of edgeguard.eigenguard.EigenGuardConfig)")
 
     p = sub.add_parser("train-mae", help="pre-train the MAE restorer on photo crops, optionally fine-tune it on "
                                          "clean frames (both cached)")

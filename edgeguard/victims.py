@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from edgeguard import cache
 from edgeguard.attacks import Attack, BackdoorTestSet, get_attack
-from edgeguard.data.dataset import ImageDataset
+from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.train import TrainConfig, fit, predict
+
+if TYPE_CHECKING:  # torch-side; imported where a victim is protected
+    from edgeguard.eigenguard import EigenGuardConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class VictimConfig:
             0.125 the 8-channel stem learns a 3x3 patch trigger only sometimes).
         train: training hyper-parameters; None uses the task's defaults.
         seed: data seed; the model and attack use it too.
+        eigenguard: train with EigenGuard inserted after block ``eigenguard_at`` (None: no
+            defense). Both join the cache key only when set.
     """
 
     task: str = "signs"
@@ -81,12 +86,16 @@ class VictimConfig:
     width: float = 0.25
     train: Optional[TrainConfig] = None
     seed: int = 0
+    eigenguard: Optional[EigenGuardConfig] = field(default=None, metadata={"key": "if_set"})
+    eigenguard_at: Optional[str] = field(default=None, metadata={"key": "if_set"})
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InvalidArgumentError(f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
         if self.train is None:
             object.__setattr__(self, "train", replace(TASKS[self.task].train, seed=self.seed))
+        if self.eigenguard is not None and self.eigenguard_at is None:
+            object.__setattr__(self, "eigenguard_at", "layer1")
 
     def clean(self) -> "VictimConfig":
         """The same setting without an attack (e.g. LC's surrogate)."""
@@ -159,6 +168,10 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     train, test = make_datasets(config)
     torch.manual_seed(config.seed)
     model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
+    if config.eigenguard is not None:
+        from edgeguard.eigenguard import protect
+
+        protect(model, config.eigenguard_at, config.eigenguard, input_shape=to_float_nchw(train.images[:1]).shape[1:])
     if attack is not None:
         attack.fit(train)
     weights = folder / "model.safetensors"

@@ -10,7 +10,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("attack", "train-mae", "purify", "demo"):
+    for command in ("attack", "train", "train-mae", "purify", "demo"):
         assert command in out
 
 
@@ -74,3 +74,15 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
                  str(frames), "--out", str(out)]) == 2
     assert "one size" in capsys.readouterr().err
+
+
+def test_train_command_with_eigenguard(tmp_path, capsys):
+    pytest.importorskip("torch")
+    args = ["train", "--task", "gaze", "--attack", "badnets", "--n-train", "512", "--n-test", "128", "--epochs", "1",
+            "--quiet", "--eigenguard", "k=2,at=layer2", "--json", str(tmp_path / "rows.json")]
+    assert main(args) == 0
+    row = json.loads((tmp_path / "rows.json").read_text())[0]
+    assert row["defense"] == "eigenguard" and row["clean_err_deg"] > 0
+    assert main(args[:-4] + ["--eigenguard", "k=2,size=3"]) == 2
+    assert "EigenGuardConfig" in capsys.readouterr().err
+    assert main(args[:-4] + ["--eigenguard", "k=0"]) == 2

@@ -59,3 +59,21 @@ def test_bad_config():
         VictimConfig(task="faces")
     with pytest.raises(InvalidArgumentError):
         get_victim(VictimConfig(task="gaze", attack="lc", **TINY), progress=False)
+
+
+def test_eigenguard_victims_train_protected_and_cache_apart():
+    from edgeguard.eigenguard import EigenGuardConfig, guards
+
+    plain = VictimConfig(task="gaze", attack="badnets", **TINY)
+    cfg = VictimConfig(task="gaze", attack="badnets", eigenguard=EigenGuardConfig(k=2), **TINY)
+    assert cfg.eigenguard_at == "layer1"
+    assert cache.config_key(cfg) != cache.config_key(plain)
+    assert cache.config_key(plain) == cache.config_key(VictimConfig(task="gaze", attack="badnets", eigenguard=None, **TINY))
+    victim = get_victim(cfg, progress=False)
+    (guard,) = guards(victim.model)
+    assert guard.batches_seen > 0 and not victim.model.training
+    assert np.isfinite(victim.metrics["clean_err_deg"])
+    again = get_victim(cfg, progress=False)  # the guard's running statistics come back from the cache
+    assert again.from_cache
+    x = victim.test.images[:4]
+    np.testing.assert_allclose(predict(again.model, x), predict(victim.model, x), atol=1e-5)

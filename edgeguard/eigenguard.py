@@ -1,0 +1,252 @@
+"""EigenGuard: a spectral filter on a layer's features, so training on poisoned data does
+not plant the trigger (shared/spec/eigenguard.md section 4).
+
+During training each batch's features Z are decomposed (SVD through the Gram matrix, in
+float64); the top-k singular values are brought to one common value and the rest scaled
+by ``scale`` (0.001), so no single trigger-aligned direction can dominate while gradients
+still reach every direction. With ``layout="channel"`` (the default) Z is (N*H*W, C):
+the filter is then a C x C linear map of every pixel's channel vector, which running
+statistics turn into a fixed map at inference (batch size 1 works) and export folds into
+the graph as a constant 1x1 convolution.
+
+    from edgeguard.eigenguard import EigenGuardConfig, protect
+    model = protect(model, at="layer1", config=EigenGuardConfig(k=4))
+
+The readings the public text leaves open are options of ``EigenGuardConfig``; their
+defaults are provisional until the EigenGuard benchmark has measured them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeguard.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+COMMON = ("sigma_k", "sigma_1", "mean")
+TAILS = ("scale", "keep", "scale_sigma_k")
+LAYOUTS = ("channel", "sample")
+EVAL_MODES = ("running", "batch", "identity")
+GRADIENTS = ("detached", "full")
+
+
+@dataclass(frozen=True)
+class EigenGuardConfig:
+    """Settings of the spectral filter.
+
+    Attributes:
+        k: how many top singular values share one common value.
+        scale: factor on the tail (singular values k+1...); 0.001 in the paper.
+        common: the common value of the top k: "sigma_k" (damps the top values), "sigma_1",
+            or "mean" (of sigma_1..sigma_k).
+        tail: "scale" (sigma_i * scale), "keep" (untouched) or "scale_sigma_k" (all set to
+            scale * sigma_k).
+        center: subtract the batch mean before the decomposition and add it back after.
+        layout: "channel": Z is (N*H*W, C), a per-pixel channel map that running statistics
+            can fix for inference; "sample": Z is (N, C*H*W) as the paper's matrix A (batch
+            mode only: its basis spans the samples of one batch).
+        eval_mode: at inference, "running" (the fixed map from running statistics),
+            "batch" (filter each test batch; results depend on the batch) or "identity".
+        gradient: "detached" (gradients flow through the map with the basis held constant)
+            or "full" (through the float64 eigendecomposition too).
+        momentum: weight of each batch in the running statistics (BatchNorm-style).
+    """
+
+    k: int = 4
+    scale: float = 0.001
+    common: str = "sigma_k"
+    tail: str = "scale"
+    center: bool = True
+    layout: str = "channel"
+    eval_mode: str = "running"
+    gradient: str = "detached"
+    momentum: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("common", COMMON), ("tail", TAILS), ("layout", LAYOUTS),
+                              ("eval_mode", EVAL_MODES), ("gradient", GRADIENTS)):
+            if getattr(self, name) not in allowed:
+                raise InvalidArgumentError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise InvalidArgumentError(f"k must be a positive integer, got {self.k!r}")
+        if not 0.0 <= self.scale <= 1.0:
+            raise InvalidArgumentError(f"scale must be in [0, 1], got {self.scale}")
+        if not 0.0 < self.momentum <= 1.0:
+            raise InvalidArgumentError(f"momentum must be in (0, 1], got {self.momentum}")
+        if self.layout == "sample" and self.eval_mode == "running":
+            raise InvalidArgumentError('layout "sample" has no fixed map: use eval_mode "batch" or "identity"')
+
+
+def spectral_gains(sigma: torch.Tensor, config: EigenGuardConfig) -> torch.Tensor:
+    """Per-direction gains sigma'/sigma for singular values sigma (descending, (r,))."""
+    k = min(config.k, len(sigma))
+    top = sigma[:k]
+    common = {"sigma_k": top[-1], "sigma_1": top[0], "mean": top.mean()}[config.common]
+    tiny = torch.finfo(sigma.dtype).tiny
+    gains = torch.empty_like(sigma)
+    gains[:k] = common / top.clamp_min(tiny)
+    tail = sigma[k:]
+    if config.tail == "scale":
+        gains[k:] = config.scale
+    elif config.tail == "keep":
+        gains[k:] = 1.0
+    else:
+        gains[k:] = config.scale * top[-1] / tail.clamp_min(tiny)
+    return gains
+
+
+def _filter_map(gram: torch.Tensor, config: EigenGuardConfig) -> torch.Tensor:
+    """(D, D) symmetric Gram or covariance matrix -> the (D, D) map V diag(gains) V^T."""
+    eigenvalues, vectors = torch.linalg.eigh(gram.double())
+    sigma = eigenvalues.flip(0).clamp_min(0).sqrt()
+    vectors = vectors.flip(1)
+    return (vectors * spectral_gains(sigma, config)) @ vectors.T
+
+
+class EigenGuard(nn.Module):
+    """The spectral filter as a layer: (N, C, H, W) or (N, C) features in, same shape out.
+
+    Args:
+        channels: C, the feature channels it sees (sizes the running statistics).
+        config: the filter's settings.
+    """
+
+    def __init__(self, channels: int, config: EigenGuardConfig = EigenGuardConfig()):
+        super().__init__()
+        self.channels = channels
+        self.config = config
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_cov", torch.eye(channels))
+        self.register_buffer("eval_map", torch.eye(channels))  # (C, C), applied as x @ eval_map
+        self.register_buffer("eval_shift", torch.zeros(channels))
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"{self.channels}, k={c.k}, scale={c.scale}, layout={c.layout}, eval_mode={c.eval_mode}"
+
+    # -- the map ---------------------------------------------------------------------------
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 4) or x.shape[1] != self.channels:
+            raise InvalidArgumentError(f"EigenGuard({self.channels}) needs (N, {self.channels}, H, W) or "
+                                       f"(N, {self.channels}) features, got {tuple(x.shape)}")
+        if self.config.layout == "sample":
+            return x.reshape(len(x), -1)
+        return x.movedim(1, -1).reshape(-1, self.channels)
+
+    def _from_rows(self, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.config.layout == "sample":
+            return rows.reshape(like.shape)
+        shape = (like.shape[0], *like.shape[2:], self.channels)
+        return rows.reshape(shape).movedim(-1, 1)
+
+    def _batch_filter(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        z = self._rows(x).double()
+        mean = z.mean(dim=0) if cfg.center else torch.zeros_like(z[0])
+        zc = z - mean
+        sample = cfg.layout == "sample"
+        # Channel layout: the D x D Gram of the columns. Sample layout: the N x N Gram of the
+        # rows, whose eigenvectors U give Z' = U diag(gains) U^T Z (the same filter).
+        gram = zc @ zc.T if sample else zc.T @ zc
+        if cfg.gradient == "detached":
+            gram = gram.detach()
+        mapping = _filter_map(gram, cfg)
+        out = (mapping @ zc if sample else zc @ mapping) + mean
+        if self.training and not sample:
+            self._update_running(mean.detach(), gram.detach() / max(len(z) - 1, 1))
+        return self._from_rows(out.to(x.dtype), x)
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        m = self.config.momentum if self.batches_seen > 0 else 1.0
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+        self.running_cov.lerp_(cov.to(self.running_cov.dtype), m)
+        self.batches_seen += 1
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Recompute the fixed inference map from the running statistics."""
+        if self.config.layout != "channel":
+            return
+        mapping = _filter_map(self.running_cov, self.config)
+        mean = self.running_mean.double() if self.config.center else torch.zeros_like(self.running_mean, dtype=torch.float64)
+        self.eval_map.copy_(mapping.to(self.eval_map.dtype))
+        self.eval_shift.copy_((mean - mean @ mapping).to(self.eval_shift.dtype))
+
+    def train(self, mode: bool = True) -> "EigenGuard":
+        super().train(mode)
+        if not mode and self.config.eval_mode == "running" and self.batches_seen > 0:
+            self.freeze()
+        return self
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "batch" if self.training else self.config.eval_mode
+        if mode == "identity":
+            return x
+        if mode == "batch":
+            return self._batch_filter(x)
+        self._rows(x)  # shape check
+        # x @ eval_map + shift per pixel, as a 1x1 convolution: exports as constants.
+        weight = self.eval_map.T.to(x.dtype)
+        if x.dim() == 2:
+            return F.linear(x, weight, self.eval_shift.to(x.dtype))
+        return F.conv2d(x, weight[:, :, None, None], self.eval_shift.to(x.dtype))
+
+
+def _channels_of(block: nn.Module, model: nn.Module, at: str, sample_shape) -> int:
+    """The channel count at the output of ``block``: from a probe forward pass."""
+    seen = {}
+
+    def record(_module, _inputs, out) -> None:  # returning None keeps the output
+        seen["shape"] = out.shape
+
+    hook = block.register_forward_hook(record)
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *sample_shape))
+        model.train(was_training)
+    finally:
+        hook.remove()
+    return int(seen["shape"][1])
+
+
+def protect(model: nn.Module, at: str = "layer1", config: EigenGuardConfig = EigenGuardConfig(),
+            input_shape: tuple[int, int, int] = (3, 32, 32)) -> nn.Module:
+    """Insert EigenGuard after the named block of ``model`` (in place; returns the model).
+
+    Args:
+        model: any torch module, e.g. the SDK's PreAct-ResNet classifiers and gaze regressor.
+        at: dotted name of the block whose output is filtered ("layer1" .. "layer4").
+        config: the filter's settings.
+        input_shape: (C, H, W) of one input, for the probe pass that sizes the layer.
+    """
+    try:
+        block = model.get_submodule(at)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise InvalidArgumentError(f"model has no block {at!r}; top-level blocks: {names}") from None
+    if isinstance(block, nn.Sequential) and any(isinstance(m, EigenGuard) for m in block):
+        raise InvalidArgumentError(f"block {at!r} is already protected")
+    guard = EigenGuard(_channels_of(block, model, at, input_shape), config)
+    if isinstance(block, nn.Sequential):
+        block.append(guard)  # the block's own parameter names stay as they were
+    else:
+        parent_name, _, child = at.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, nn.Sequential(block, guard))
+    log.info("EigenGuard inserted after %s: %r", at, guard)
+    return model
+
+
+def guards(model: nn.Module) -> list[EigenGuard]:
+    """The EigenGuard layers of a model, in module order."""
+    return [m for m in model.modules() if isinstance(m, EigenGuard)]

@@ -1,0 +1,139 @@
+"""EigenGuard layer: the spectrum it leaves, running statistics, gradients, insertion, export."""
+import numpy as np
+import pytest
+import torch
+
+from edgeguard.eigenguard import EigenGuard, EigenGuardConfig, guards, protect, spectral_gains
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.models.preact_resnet import PreActResNet, ResNetConfig
+
+
+def features(n=16, c=8, h=4, w=4, seed=0, rank=None):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    # Unequal channel scales, so the spectrum has a clear order.
+    x = x * torch.linspace(3.0, 0.5, c, dtype=torch.float64)[None, :, None, None]
+    if rank is not None:  # repeated columns: equal (zero) singular values
+        x[:, rank:] = x[:, :1]
+    return x
+
+
+def singular_values(rows: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.svdvals(rows - rows.mean(dim=0))
+
+
+def channel_rows(x):
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def test_config_rejects_unknown_options():
+    for bad in ({"k": 0}, {"scale": 2.0}, {"common": "median"}, {"tail": "drop"}, {"layout": "rows"},
+                {"eval_mode": "auto"}, {"gradient": "none"}, {"momentum": 0.0},
+                {"layout": "sample", "eval_mode": "running"}):
+        with pytest.raises(InvalidArgumentError):
+            EigenGuardConfig(**bad)
+
+
+def test_gains_follow_each_reading():
+    sigma = torch.tensor([8.0, 4.0, 2.0, 1.0], dtype=torch.float64)
+    gains = lambda **kw: spectral_gains(sigma, EigenGuardConfig(k=2, **kw)) * sigma
+    torch.testing.assert_close(gains(), torch.tensor([4.0, 4.0, 0.002, 0.001], dtype=torch.float64))
+    torch.testing.assert_close(gains(common="sigma_1", tail="keep"), torch.tensor([8.0, 8.0, 2.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(gains(common="mean", tail="scale_sigma_k"),
+                               torch.tensor([6.0, 6.0, 0.004, 0.004], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("layout", ["channel", "sample"])
+def test_batch_filter_equalises_top_k_and_damps_tail(layout):
+    k = 3
+    guard = EigenGuard(8, EigenGuardConfig(k=k, layout=layout, eval_mode="batch")).double()
+    x = features()
+    out = guard(x)
+    assert out.shape == x.shape
+    rows = (lambda t: t.reshape(len(t), -1)) if layout == "sample" else channel_rows
+    before, after = singular_values(rows(x)), singular_values(rows(out))
+    torch.testing.assert_close(after[:k], before[k - 1].expand(k), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(after[k:], 0.001 * before[k:], rtol=1e-5, atol=1e-9)
+    # The batch mean is kept (centring).
+    torch.testing.assert_close(rows(out).mean(dim=0), rows(x).mean(dim=0))
+
+
+def test_running_map_gives_single_frame_answers():
+    torch.manual_seed(0)
+    guard = EigenGuard(8, EigenGuardConfig(k=2)).double()
+    guard.train()
+    for seed in range(30):  # one fixed distribution
+        guard(features(seed=seed))
+    guard.eval()
+    x = features(n=5, seed=99)
+    whole = guard(x)
+    alone = torch.cat([guard(x[i:i + 1]) for i in range(5)])
+    torch.testing.assert_close(whole, alone)  # batch size 1 works, no batch coupling
+    # The fixed map approximates the batch filter on data of the same distribution.
+    big = features(n=200, seed=7)
+    batch_mode = EigenGuard(8, EigenGuardConfig(k=2, eval_mode="batch")).double().eval()
+    err = (guard(big) - batch_mode(big)).norm() / batch_mode(big).norm()
+    assert err < 0.1
+    identity = EigenGuard(8, EigenGuardConfig(k=2, eval_mode="identity")).eval()
+    assert torch.equal(identity(x.float()), x.float())
+
+
+@pytest.mark.parametrize("gradient", ["detached", "full"])
+def test_gradients_are_finite_with_repeated_singular_values(gradient):
+    guard = EigenGuard(8, EigenGuardConfig(k=3, gradient=gradient)).double().train()
+    x = features(rank=3).requires_grad_(True)
+    (guard(x) ** 2).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def _small_model(num_outputs=5):
+    return PreActResNet(ResNetConfig(width=0.125, num_outputs=num_outputs, blocks=(1, 1, 1, 1)))
+
+
+def test_protect_inserts_after_the_named_block_and_trains():
+    model = protect(_small_model(), at="layer1", config=EigenGuardConfig(k=2))
+    (guard,) = guards(model)
+    assert guard is model.layer1[-1] and guard.channels == model.layer1[0].conv2.out_channels
+    assert "layer1.0.conv1.weight" in model.state_dict()  # the block's own names are kept
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 5, (8,))
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert guard.batches_seen == 3
+    model.eval()
+    assert model(x[:1]).shape == (1, 5)
+    with pytest.raises(InvalidArgumentError, match="already protected"):
+        protect(model, at="layer1")
+    with pytest.raises(InvalidArgumentError, match="no block"):
+        protect(_small_model(), at="layer9")
+
+
+def test_protected_gaze_regressor_and_state_dict_round_trip():
+    model = protect(_small_model(num_outputs=2), at="layer2", config=EigenGuardConfig(k=2))
+    model.train()
+    model(torch.rand(6, 3, 32, 32))
+    model.eval()
+    copy = protect(_small_model(num_outputs=2), at="layer2", config=EigenGuardConfig(k=2))
+    copy.load_state_dict(model.state_dict())
+    copy.eval()
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(copy(x), model(x))
+
+
+def test_exported_protected_model_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from edgeguard.deploy import export_onnx
+    from edgeguard.runtime import load_engine
+
+    model = protect(_small_model(), at="layer1", config=EigenGuardConfig(k=2))
+    model.train()
+    for _ in range(3):
+        model(torch.rand(8, 3, 32, 32))
+    model.eval()
+    path = export_onnx(model, tmp_path / "protected.onnx", (3, 32, 32))  # checks parity to 1e-4
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(load_engine(path)(x), expected, atol=1e-4)
