@@ -131,10 +131,13 @@ class EigenGuard(nn.Module):
         return f"{self.channels}, k={c.k}, scale={c.scale}, layout={c.layout}, eval_mode={c.eval_mode}"
 
     # -- the map ---------------------------------------------------------------------------
-    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         if x.dim() not in (2, 4) or x.shape[1] != self.channels:
             raise InvalidArgumentError(f"EigenGuard({self.channels}) needs (N, {self.channels}, H, W) or "
                                        f"(N, {self.channels}) features, got {tuple(x.shape)}")
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
         if self.config.layout == "sample":
             return x.reshape(len(x), -1)
         return x.movedim(1, -1).reshape(-1, self.channels)
@@ -192,7 +195,7 @@ class EigenGuard(nn.Module):
             return x
         if mode == "batch":
             return self._batch_filter(x)
-        self._rows(x)  # shape check
+        self._check(x)
         # x @ eval_map + shift per pixel, as a 1x1 convolution: exports as constants.
         weight = self.eval_map.T.to(x.dtype)
         if x.dim() == 2:
@@ -200,7 +203,7 @@ class EigenGuard(nn.Module):
         return F.conv2d(x, weight[:, :, None, None], self.eval_shift.to(x.dtype))
 
 
-def _channels_of(block: nn.Module, model: nn.Module, at: str, sample_shape) -> int:
+def _channels_of(block: nn.Module, model: nn.Module, sample_shape) -> int:
     """The channel count at the output of ``block``: from a probe forward pass."""
     seen = {}
 
@@ -236,7 +239,7 @@ def protect(model: nn.Module, at: str = "layer1", config: EigenGuardConfig = Eig
         raise InvalidArgumentError(f"model has no block {at!r}; top-level blocks: {names}") from None
     if isinstance(block, nn.Sequential) and any(isinstance(m, EigenGuard) for m in block):
         raise InvalidArgumentError(f"block {at!r} is already protected")
-    guard = EigenGuard(_channels_of(block, model, at, input_shape), config)
+    guard = EigenGuard(_channels_of(block, model, input_shape), config)
     if isinstance(block, nn.Sequential):
         block.append(guard)  # the block's own parameter names stay as they were
     else:
