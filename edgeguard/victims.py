@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from edgeguard import cache
-from edgeguard.attacks import Attack, BackdoorTestSet, get_attack
+from edgeguard.attacks import Attack, BackdoorTestSet, PoisonedSet, get_attack
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.train import TrainConfig, fit, predict
@@ -153,6 +153,17 @@ def evaluate(model, task: str, test: ImageDataset, backdoor: Optional[BackdoorTe
     return summarize(task, clean, test.labels, predict(model, backdoor.images), backdoor.labels, backdoor.targets)
 
 
+def poisoned_training_set(config: VictimConfig, attack: Optional[Attack], train: ImageDataset,
+                          progress: bool = True, use_cache: bool = True) -> tuple[PoisonedSet, Any]:
+    """The training set as ``attack`` (fitted on ``train``) leaves it, and its batch hook
+    (None unless the attack controls training). LC's surrogate is the clean victim."""
+    if attack is None:
+        return PoisonedSet(train, np.zeros(0, dtype=np.int64)), None
+    surrogate = get_victim(config.clean(), progress, use_cache).model if attack.name == "lc" else None
+    poisoned = attack.poison(train, surrogate=surrogate)
+    return poisoned, attack.training_hook(poisoned.data, progress=progress)
+
+
 def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True) -> Victim:
     """Train (or load from the cache) the victim model described by ``config``."""
     import torch
@@ -185,11 +196,8 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
         return Victim(config, model, attack, test, backdoor, info["metrics"], info["train_seconds"], True)
 
     log.info("training victim %s (cache key %s)", config, key)
-    data, hook = train, None
-    if attack is not None:
-        surrogate = get_victim(config.clean(), progress, use_cache).model if attack.name == "lc" else None
-        data = attack.poison(train, surrogate=surrogate).data
-        hook = attack.training_hook(data, progress=progress)
+    poisoned, hook = poisoned_training_set(config, attack, train, progress, use_cache)
+    data = poisoned.data
     history = fit(model, data, config.train, hook=hook,
                   checkpoint=folder / "checkpoint.pt" if hook is None else None, progress=progress)
     backdoor = attack.backdoor_test(test) if attack is not None else None

@@ -29,7 +29,7 @@ def channel_rows(x):
 def test_config_rejects_unknown_options():
     for bad in ({"k": 0}, {"scale": 2.0}, {"common": "median"}, {"tail": "drop"}, {"layout": "rows"},
                 {"eval_mode": "auto"}, {"gradient": "none"}, {"momentum": 0.0},
-                {"layout": "sample", "eval_mode": "running"}):
+                {"layout": "sample", "tail": "scale_sigma_k"}):
         with pytest.raises(InvalidArgumentError):
             EigenGuardConfig(**bad)
 
@@ -46,8 +46,8 @@ def test_gains_follow_each_reading():
 @pytest.mark.parametrize("layout", ["channel", "sample"])
 def test_batch_filter_equalises_top_k_and_damps_tail(layout):
     k = 3
-    guard = EigenGuard(8, EigenGuardConfig(k=k, layout=layout, eval_mode="batch")).double()
     x = features()
+    guard = EigenGuard(x.shape[1:], EigenGuardConfig(k=k, layout=layout, eval_mode="batch")).double()
     out = guard(x)
     assert out.shape == x.shape
     rows = (lambda t: t.reshape(len(t), -1)) if layout == "sample" else channel_rows
@@ -76,6 +76,53 @@ def test_running_map_gives_single_frame_answers():
     assert err < 0.1
     identity = EigenGuard(8, EigenGuardConfig(k=2, eval_mode="identity")).eval()
     assert torch.equal(identity(x.float()), x.float())
+
+
+def test_sample_layout_running_basis_tracks_the_exact_running_covariance():
+    momentum, k = 0.3, 3
+    guard = EigenGuard((2, 3, 3), EigenGuardConfig(k=k, layout="sample", momentum=momentum)).double().train()
+    cov = None
+    for seed in range(12):
+        x = features(n=10, c=2, h=3, w=3, seed=seed)
+        guard(x)
+        rows = x.reshape(10, -1)
+        batch_cov = torch.cov(rows.T)
+        cov = batch_cov if cov is None else (1 - momentum) * cov + momentum * batch_cov
+    eigvals, vectors = torch.linalg.eigh(cov)
+    top = guard.running_eigvals.numel()
+    # Exact for directions the rank-(k + 8) summary keeps; the 18-dim space keeps 11.
+    torch.testing.assert_close(guard.running_eigvals[:k], eigvals.flip(0)[:k], rtol=1e-2, atol=1e-6)
+    overlap = (guard.running_basis[:, :k].T @ vectors.flip(1)[:, :k]).abs()
+    torch.testing.assert_close(overlap.diagonal(), torch.ones(k, dtype=torch.float64), rtol=0, atol=2e-2)
+    assert top == k + EigenGuard.OVERSAMPLE
+
+
+@pytest.mark.parametrize("layout", ["channel", "sample"])
+def test_running_map_converges_to_the_population_filter(layout):
+    # Independent dimensions with geometric scales along the layout's rows: the population
+    # filter is diagonal, with gains sigma_k / sigma_i on the top k and 0.001 on the rest.
+    dims = 8 if layout == "channel" else 128
+    scales = 3.0 * 0.8 ** torch.arange(dims, dtype=torch.float64)
+
+    def draw(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        if layout == "channel":
+            return torch.randn(n, 4, 4, 8, generator=g, dtype=torch.float64).mul(scales).movedim(-1, 1)
+        return (torch.randn(n, 128, generator=g, dtype=torch.float64) * scales).reshape(n, 8, 4, 4)
+
+    guard = EigenGuard((8, 4, 4), EigenGuardConfig(k=2, layout=layout, momentum=0.05)).double().train()
+    for seed in range(80):
+        guard(draw(64, seed))
+    guard.eval()
+    x = draw(50, seed=999)
+    gains = torch.full((dims,), 0.001, dtype=torch.float64)
+    gains[:2] = scales[1] / scales[:2]
+    rows = (lambda t: t.reshape(len(t), -1)) if layout == "sample" else channel_rows
+    expected = rows(x) * gains  # the population mean is zero
+    err = (rows(guard(x)) - expected).norm() / expected.norm()
+    assert err < 0.1  # estimation noise of ~20 batches of 64; a wrong basis gives ~1
+    alone = torch.cat([guard(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(alone, guard(x[:3]))  # batch size 1: no batch coupling
 
 
 @pytest.mark.parametrize("gradient", ["detached", "full"])

@@ -9,16 +9,15 @@ the filter is then a C x C linear map of every pixel's channel vector, which run
 statistics turn into a fixed map at inference (batch size 1 works) and export folds into
 the graph as a constant 1x1 convolution.
 
-    from edgeguard.eigenguard import EigenGuardConfig, protect
-    model = protect(model, at="layer1", config=EigenGuardConfig(k=4))
-
 The readings the public text leaves open are options of ``EigenGuardConfig``; their
 defaults are provisional until the EigenGuard benchmark has measured them.
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -78,8 +77,9 @@ class EigenGuardConfig:
             raise InvalidArgumentError(f"scale must be in [0, 1], got {self.scale}")
         if not 0.0 < self.momentum <= 1.0:
             raise InvalidArgumentError(f"momentum must be in (0, 1], got {self.momentum}")
-        if self.layout == "sample" and self.eval_mode == "running":
-            raise InvalidArgumentError('layout "sample" has no fixed map: use eval_mode "batch" or "identity"')
+        if self.layout == "sample" and self.eval_mode == "running" and self.tail == "scale_sigma_k":
+            raise InvalidArgumentError('tail "scale_sigma_k" needs the whole spectrum, which the running statistics '
+                                       'of layout "sample" do not keep: use tail "scale" or "keep", or eval_mode "batch"')
 
 
 def spectral_gains(sigma: torch.Tensor, config: EigenGuardConfig) -> torch.Tensor:
@@ -111,30 +111,50 @@ def _filter_map(gram: torch.Tensor, config: EigenGuardConfig) -> torch.Tensor:
 class EigenGuard(nn.Module):
     """The spectral filter as a layer: (N, C, H, W) or (N, C) features in, same shape out.
 
+    Running statistics (updated in training, BatchNorm-style) give the fixed inference map:
+    channel layout, a (C, C) covariance; sample layout, the top eigenpairs of the running
+    (D, D) covariance, D = C*H*W, kept as a (D, k + OVERSAMPLE) basis (the full matrix would
+    not fit) and updated exactly from the batch Gram matrix at every step.
+
     Args:
-        channels: C, the feature channels it sees (sizes the running statistics).
+        shape: the features of one sample, (C, H, W) or (C,); an int means (C,).
         config: the filter's settings.
     """
 
-    def __init__(self, channels: int, config: EigenGuardConfig = EigenGuardConfig()):
+    OVERSAMPLE = 8  # extra running directions, so the top k are tracked through reorderings
+
+    def __init__(self, shape: Union[int, Sequence[int]], config: EigenGuardConfig = EigenGuardConfig()):
         super().__init__()
-        self.channels = channels
+        self.shape = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
+        self.channels = self.shape[0]
         self.config = config
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_cov", torch.eye(channels))
-        self.register_buffer("eval_map", torch.eye(channels))  # (C, C), applied as x @ eval_map
-        self.register_buffer("eval_shift", torch.zeros(channels))
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        if config.layout == "channel":
+            c = self.channels
+            self.register_buffer("running_mean", torch.zeros(c))
+            self.register_buffer("running_cov", torch.eye(c))
+            self.register_buffer("eval_map", torch.eye(c))  # (C, C), applied as x @ eval_map
+            self.register_buffer("eval_shift", torch.zeros(c))
+        else:
+            dim = math.prod(self.shape)
+            rank = min(dim, config.k + self.OVERSAMPLE)
+            self.register_buffer("running_mean", torch.zeros(dim))
+            self.register_buffer("running_basis", torch.zeros(dim, rank))  # orthonormal columns
+            self.register_buffer("running_eigvals", torch.zeros(rank))  # descending
+            # out = tail * z + ((z @ eval_basis) * eval_gains) @ eval_basis.T + eval_shift
+            self.register_buffer("eval_basis", torch.zeros(dim, min(dim, config.k)))
+            self.register_buffer("eval_gains", torch.zeros(min(dim, config.k)))
+            self.register_buffer("eval_shift", torch.zeros(dim))
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"{self.channels}, k={c.k}, scale={c.scale}, layout={c.layout}, eval_mode={c.eval_mode}"
+        return f"{self.shape}, k={c.k}, scale={c.scale}, layout={c.layout}, eval_mode={c.eval_mode}"
 
     # -- the map ---------------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> None:
-        if x.dim() not in (2, 4) or x.shape[1] != self.channels:
-            raise InvalidArgumentError(f"EigenGuard({self.channels}) needs (N, {self.channels}, H, W) or "
-                                       f"(N, {self.channels}) features, got {tuple(x.shape)}")
+        if tuple(x.shape[1:]) != self.shape and not (self.config.layout == "channel" and x.dim() in (2, 4)
+                                                    and x.shape[1] == self.channels):
+            raise InvalidArgumentError(f"EigenGuard{self.shape} got features of shape {tuple(x.shape)}")
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -161,26 +181,66 @@ class EigenGuard(nn.Module):
             gram = gram.detach()
         mapping = _filter_map(gram, cfg)
         out = (mapping @ zc if sample else zc @ mapping) + mean
-        if self.training and not sample:
-            self._update_running(mean.detach(), gram.detach() / max(len(z) - 1, 1))
+        if self.training:
+            with torch.no_grad():
+                if sample:
+                    self._update_running_basis(mean.detach(), zc.detach(), gram.detach())
+                else:
+                    self._update_running_cov(mean.detach(), gram.detach() / max(len(z) - 1, 1))
         return self._from_rows(out.to(x.dtype), x)
 
-    @torch.no_grad()
-    def _update_running(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
-        m = self.config.momentum if self.batches_seen > 0 else 1.0
+    def _momentum(self) -> float:
+        return self.config.momentum if self.batches_seen > 0 else 1.0
+
+    def _update_running_cov(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        m = self._momentum()
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
         self.running_cov.lerp_(cov.to(self.running_cov.dtype), m)
         self.batches_seen += 1
 
+    def _update_running_basis(self, mean: torch.Tensor, zc: torch.Tensor, gram: torch.Tensor) -> None:
+        """Top eigenpairs of C' = (1 - m) C + m Zc^T Zc / (N - 1), with C = Q diag(lam) Q^T.
+
+        C' = A A^T for A = [Q sqrt((1-m) lam), sqrt(m / (N-1)) Zc^T]; since Q is orthonormal,
+        A^T A is a small (r + N) square matrix whose eigenvectors W give C's as A W / sqrt(eig).
+        """
+        m = self._momentum()
+        n, rank = len(zc), self.running_eigvals.numel()
+        q = self.running_basis.double()
+        a = ((1 - m) * self.running_eigvals.double().clamp_min(0)).sqrt()
+        c = math.sqrt(m / max(n - 1, 1))
+        cross = a[:, None] * c * (q.T @ zc.T)  # (r, N)
+        small = torch.cat([torch.cat([torch.diag(a * a), cross], 1), torch.cat([cross.T, c * c * gram], 1)], 0)
+        eigvals, w = torch.linalg.eigh(small)
+        eigvals, w = eigvals.flip(0)[:rank].clamp_min(0), w.flip(1)[:, :rank]
+        basis = (q * a) @ w[:rank] + c * (zc.T @ w[rank:])
+        basis /= eigvals.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+        self.running_basis.copy_(basis.to(self.running_basis.dtype))
+        self.running_eigvals.copy_(eigvals.to(self.running_eigvals.dtype))
+        self.batches_seen += 1
+
+    def _tail_gain(self) -> float:
+        return 1.0 if self.config.tail == "keep" else self.config.scale
+
     @torch.no_grad()
     def freeze(self) -> None:
         """Recompute the fixed inference map from the running statistics."""
-        if self.config.layout != "channel":
+        cfg = self.config
+        mean = self.running_mean.double() if cfg.center else torch.zeros_like(self.running_mean, dtype=torch.float64)
+        if cfg.layout == "channel":
+            mapping = _filter_map(self.running_cov, cfg)
+            self.eval_map.copy_(mapping.to(self.eval_map.dtype))
+            self.eval_shift.copy_((mean - mean @ mapping).to(self.eval_shift.dtype))
             return
-        mapping = _filter_map(self.running_cov, self.config)
-        mean = self.running_mean.double() if self.config.center else torch.zeros_like(self.running_mean, dtype=torch.float64)
-        self.eval_map.copy_(mapping.to(self.eval_map.dtype))
-        self.eval_shift.copy_((mean - mean @ mapping).to(self.eval_shift.dtype))
+        k = self.eval_gains.numel()
+        basis = self.running_basis.double()[:, :k]
+        gains = spectral_gains(self.running_eigvals.double().clamp_min(0).sqrt(), cfg)[:k] - self._tail_gain()
+        self.eval_basis.copy_(basis.to(self.eval_basis.dtype))
+        self.eval_gains.copy_(gains.to(self.eval_gains.dtype))
+        # Centring: the map acts on z - mean and the mean is added back.
+        shift = (1 - self._tail_gain()) * mean - ((mean @ basis) * gains) @ basis.T
+        self.eval_shift.copy_(shift.to(self.eval_shift.dtype))
 
     def train(self, mode: bool = True) -> "EigenGuard":
         super().train(mode)
@@ -196,6 +256,12 @@ class EigenGuard(nn.Module):
         if mode == "batch":
             return self._batch_filter(x)
         self._check(x)
+        if self.config.layout == "sample":
+            # A low-rank constant branch plus the scaled input: exports as constants.
+            rows = x.reshape(len(x), -1)
+            basis = self.eval_basis.to(x.dtype)
+            out = self._tail_gain() * rows + ((rows @ basis) * self.eval_gains.to(x.dtype)) @ basis.T
+            return (out + self.eval_shift.to(x.dtype)).reshape(x.shape)
         # x @ eval_map + shift per pixel, as a 1x1 convolution: exports as constants.
         weight = self.eval_map.T.to(x.dtype)
         if x.dim() == 2:
@@ -203,8 +269,8 @@ class EigenGuard(nn.Module):
         return F.conv2d(x, weight[:, :, None, None], self.eval_shift.to(x.dtype))
 
 
-def _channels_of(block: nn.Module, model: nn.Module, sample_shape) -> int:
-    """The channel count at the output of ``block``: from a probe forward pass."""
+def _feature_shape(block: nn.Module, model: nn.Module, sample_shape) -> tuple[int, ...]:
+    """The shape of one sample's features at the output of ``block``: from a probe pass."""
     seen = {}
 
     def record(_module, _inputs, out) -> None:  # returning None keeps the output
@@ -219,7 +285,7 @@ def _channels_of(block: nn.Module, model: nn.Module, sample_shape) -> int:
         model.train(was_training)
     finally:
         hook.remove()
-    return int(seen["shape"][1])
+    return tuple(int(d) for d in seen["shape"][1:])
 
 
 def protect(model: nn.Module, at: str = "layer1", config: EigenGuardConfig = EigenGuardConfig(),
@@ -239,7 +305,7 @@ def protect(model: nn.Module, at: str = "layer1", config: EigenGuardConfig = Eig
         raise InvalidArgumentError(f"model has no block {at!r}; top-level blocks: {names}") from None
     if isinstance(block, nn.Sequential) and any(isinstance(m, EigenGuard) for m in block):
         raise InvalidArgumentError(f"block {at!r} is already protected")
-    guard = EigenGuard(_channels_of(block, model, input_shape), config)
+    guard = EigenGuard(_feature_shape(block, model, input_shape), config)
     if isinstance(block, nn.Sequential):
         block.append(guard)  # the block's own parameter names stay as they were
     else:
