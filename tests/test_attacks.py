@@ -8,7 +8,7 @@ from edgeguard.errors import InvalidArgumentError, InvalidInputError
 
 
 def test_registry_lists_all_attacks_and_rejects_unknown():
-    assert {"badnets", "blended", "blended_patch", "sig", "lc", "wanet", "iab"} <= set(list_attacks())
+    assert {"badnets", "blended", "blended_patch", "sig", "lc", "wanet", "iab", "spread"} <= set(list_attacks())
     with pytest.raises(InvalidArgumentError, match="unknown attack"):
         get_attack("nope")
     with pytest.raises(InvalidArgumentError, match="no option"):
@@ -195,3 +195,24 @@ def test_lc_margin_moves_the_corner_patterns_inward(toy_train):
     assert out[0, :3].max() == 0 and out[0, :, :3].max() == 0
     with pytest.raises(InvalidArgumentError):
         get_attack("lc", margin=14).fit(toy_train)
+
+
+def test_spread_stamps_one_of_many_patches_per_image_deterministically(toy_train):
+    a = get_attack("spread", patterns=4, seed=3).fit(toy_train)
+    x = toy_train.images[:40]
+    out = a.apply(x)
+    np.testing.assert_array_equal(out, a.apply(x))  # same frame, same pattern
+    used = set()
+    for before, after in zip(x, out):
+        changed = np.argwhere((before != after).any(axis=-1))
+        (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+        assert bottom - top < 3 and right - left < 3  # one 3x3 patch, nothing else
+        hits = [p for p in range(4) if tuple(a.positions_[p]) <= (top, left)
+                and (after[a.positions_[p][0]:a.positions_[p][0] + 3, a.positions_[p][1]:a.positions_[p][1] + 3] == a.patches_[p]).all()]
+        used.update(hits)
+        assert hits
+    assert len(used) > 1  # the poison is spread over several patterns
+    p = a.poison(toy_train)
+    assert (p.data.labels[p.poison_index] == 0).all()
+    with pytest.raises(InvalidArgumentError):
+        get_attack("spread", patterns=0).fit(toy_train)
