@@ -36,7 +36,7 @@ def test_config_rejects_unknown_options():
 
 def test_gains_follow_each_reading():
     sigma = torch.tensor([8.0, 4.0, 2.0, 1.0], dtype=torch.float64)
-    gains = lambda **kw: spectral_gains(sigma, EigenGuardConfig(k=2, **kw)) * sigma
+    gains = lambda **kw: spectral_gains(sigma, EigenGuardConfig(k=2, eval_mode="batch", **kw)) * sigma
     torch.testing.assert_close(gains(), torch.tensor([4.0, 4.0, 0.002, 0.001], dtype=torch.float64))
     torch.testing.assert_close(gains(common="sigma_1", tail="keep"), torch.tensor([8.0, 8.0, 2.0, 1.0], dtype=torch.float64))
     torch.testing.assert_close(gains(common="mean", tail="scale_sigma_k"),
@@ -56,26 +56,6 @@ def test_batch_filter_equalises_top_k_and_damps_tail(layout):
     torch.testing.assert_close(after[k:], 0.001 * before[k:], rtol=1e-5, atol=1e-9)
     # The batch mean is kept (centring).
     torch.testing.assert_close(rows(out).mean(dim=0), rows(x).mean(dim=0))
-
-
-def test_running_map_gives_single_frame_answers():
-    torch.manual_seed(0)
-    guard = EigenGuard(8, EigenGuardConfig(k=2)).double()
-    guard.train()
-    for seed in range(30):  # one fixed distribution
-        guard(features(seed=seed))
-    guard.eval()
-    x = features(n=5, seed=99)
-    whole = guard(x)
-    alone = torch.cat([guard(x[i:i + 1]) for i in range(5)])
-    torch.testing.assert_close(whole, alone)  # batch size 1 works, no batch coupling
-    # The fixed map approximates the batch filter on data of the same distribution.
-    big = features(n=200, seed=7)
-    batch_mode = EigenGuard(8, EigenGuardConfig(k=2, eval_mode="batch")).double().eval()
-    err = (guard(big) - batch_mode(big)).norm() / batch_mode(big).norm()
-    assert err < 0.1
-    identity = EigenGuard(8, EigenGuardConfig(k=2, eval_mode="identity")).eval()
-    assert torch.equal(identity(x.float()), x.float())
 
 
 def test_sample_layout_running_basis_tracks_the_exact_running_covariance():
@@ -123,12 +103,15 @@ def test_running_map_converges_to_the_population_filter(layout):
     assert err < 0.1  # estimation noise of ~20 batches of 64; a wrong basis gives ~1
     alone = torch.cat([guard(x[i:i + 1]) for i in range(3)])
     torch.testing.assert_close(alone, guard(x[:3]))  # batch size 1: no batch coupling
+    identity = EigenGuard((8, 4, 4), EigenGuardConfig(k=2, layout=layout, eval_mode="identity")).eval()
+    assert torch.equal(identity(x.float()), x.float())
 
 
+@pytest.mark.parametrize("layout", ["channel", "sample"])
 @pytest.mark.parametrize("gradient", ["detached", "full"])
-def test_gradients_are_finite_with_repeated_singular_values(gradient):
-    guard = EigenGuard(8, EigenGuardConfig(k=3, gradient=gradient)).double().train()
+def test_gradients_are_finite_with_repeated_singular_values(gradient, layout):
     x = features(rank=3).requires_grad_(True)
+    guard = EigenGuard(x.shape[1:], EigenGuardConfig(k=3, gradient=gradient, layout=layout)).double().train()
     (guard(x) ** 2).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
@@ -184,3 +167,19 @@ def test_exported_protected_model_matches_torch(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(load_engine(path)(x), expected, atol=1e-4)
+
+
+def test_training_sample_runs_end_to_end(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "samples" / "eigenguard_training.py"
+    out = tmp_path / "protected.onnx"
+    done = subprocess.run([sys.executable, str(script), "--n-train", "256", "--epochs", "1", "--k", "8",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if "CA " in line]
+    assert len(lines) == 2 and "EigenGuard" in lines[1]
+    assert out.exists() and (tmp_path / "protected_unprotected.onnx").exists()

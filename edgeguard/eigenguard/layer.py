@@ -4,13 +4,17 @@ not plant the trigger (shared/spec/eigenguard.md section 4).
 During training each batch's features Z are decomposed (SVD through the Gram matrix, in
 float64); the top-k singular values are brought to one common value and the rest scaled
 by ``scale`` (0.001), so no single trigger-aligned direction can dominate while gradients
-still reach every direction. With ``layout="channel"`` (the default) Z is (N*H*W, C):
-the filter is then a C x C linear map of every pixel's channel vector, which running
-statistics turn into a fixed map at inference (batch size 1 works) and export folds into
-the graph as a constant 1x1 convolution.
+still reach every direction. With ``layout="sample"`` (the default) Z is (N, C*H*W), the
+paper's matrix A: the next layers see each batch through its top-k directions only, and a
+trigger carried by a few poisoned samples falls in the damped tail. Running statistics
+(the top eigenpairs of the running covariance) make that a fixed low-rank map for
+inference, so batch size 1 works and export writes it as constants. ``layout="channel"``
+filters every pixel's channel vector instead (a C x C map, a 1x1 convolution at export).
 
-The readings the public text leaves open are options of ``EigenGuardConfig``; their
-defaults are provisional until the EigenGuard benchmark has measured them.
+Defaults, measured on SynthSigns BadNets victims (quick size, filter after layer1,
+benchmarks/eigenguard.py): the channel layout does not stop the backdoor (k=4: ASR 1.00);
+the sample layout does, and k trades clean accuracy: k=4 CA 0.17, k=16 CA 0.82 / ASR 0.04,
+k=32 CA 0.99 / ASR 0.004 (per-batch evaluation, batches of 512; clean model CA 1.00).
 """
 from __future__ import annotations
 
@@ -46,9 +50,8 @@ class EigenGuardConfig:
         tail: "scale" (sigma_i * scale), "keep" (untouched) or "scale_sigma_k" (all set to
             scale * sigma_k).
         center: subtract the batch mean before the decomposition and add it back after.
-        layout: "channel": Z is (N*H*W, C), a per-pixel channel map that running statistics
-            can fix for inference; "sample": Z is (N, C*H*W) as the paper's matrix A (batch
-            mode only: its basis spans the samples of one batch).
+        layout: "sample": Z is (N, C*H*W) as the paper's matrix A; "channel": Z is
+            (N*H*W, C), a per-pixel channel map.
         eval_mode: at inference, "running" (the fixed map from running statistics),
             "batch" (filter each test batch; results depend on the batch) or "identity".
         gradient: "detached" (gradients flow through the map with the basis held constant)
@@ -56,12 +59,12 @@ class EigenGuardConfig:
         momentum: weight of each batch in the running statistics (BatchNorm-style).
     """
 
-    k: int = 4
+    k: int = 32
     scale: float = 0.001
     common: str = "sigma_k"
     tail: str = "scale"
     center: bool = True
-    layout: str = "channel"
+    layout: str = "sample"
     eval_mode: str = "running"
     gradient: str = "detached"
     momentum: float = 0.1
@@ -159,12 +162,12 @@ class EigenGuard(nn.Module):
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         if self.config.layout == "sample":
-            return x.reshape(len(x), -1)
+            return x.flatten(1)
         return x.movedim(1, -1).reshape(-1, self.channels)
 
     def _from_rows(self, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self.config.layout == "sample":
-            return rows.reshape(like.shape)
+            return rows.reshape_as(like)
         shape = (like.shape[0], *like.shape[2:], self.channels)
         return rows.reshape(shape).movedim(-1, 1)
 
@@ -258,10 +261,10 @@ class EigenGuard(nn.Module):
         self._check(x)
         if self.config.layout == "sample":
             # A low-rank constant branch plus the scaled input: exports as constants.
-            rows = x.reshape(len(x), -1)
+            rows = x.flatten(1)  # (not len(x): the batch axis stays symbolic in the export)
             basis = self.eval_basis.to(x.dtype)
             out = self._tail_gain() * rows + ((rows @ basis) * self.eval_gains.to(x.dtype)) @ basis.T
-            return (out + self.eval_shift.to(x.dtype)).reshape(x.shape)
+            return (out + self.eval_shift.to(x.dtype)).reshape_as(x)
         # x @ eval_map + shift per pixel, as a 1x1 convolution: exports as constants.
         weight = self.eval_map.T.to(x.dtype)
         if x.dim() == 2:
