@@ -6,7 +6,8 @@ One row per (task, attack, defense). Defenses: none (the attack harness's victim
 eigenguard (the layer, torch eval mode with its running-statistics map; ``ca_batch`` /
 ``asr_batch`` give the per-batch mode on test batches of 128), eigenguard_folded (the same
 model exported to ONNX, the map as constants, run by ONNX Runtime; ``overhead_bs1`` and
-``overhead_bs25`` compare its latency with the unprotected export), ft (fine-tuning on 5%
+``overhead_bs25`` compare its latency with the unprotected export, ``train_overhead`` the
+seconds per training step, both timed side by side in the run), ft (fine-tuning on 5%
 clean data) and ss (Spectral Signatures filtering and retraining; data-poisoning attacks
 only, since WaNet and IAB poison inside the training loop). ``train_seconds`` counts all
 training a defense needs (SS: the first model and the retrained one).
@@ -70,6 +71,30 @@ def _latency_ms(path: Path, batch: int, shape) -> float:
     return best * 1e3
 
 
+def _train_overhead(task: str, config, guard_config, guard_at: str) -> float:
+    """Seconds per training step with EigenGuard / without - 1, timed in this process on
+    the same data and loop (the cached victims' train_seconds may come from other runs)."""
+    import torch
+
+    from edgeguard.eigenguard import protect
+    from edgeguard.models import create_model
+    from edgeguard.train import fit
+    from edgeguard.victims import TASKS, make_datasets
+
+    spec = TASKS[task]
+    data = make_datasets(dataclasses.replace(config, n_train=1024, n_test=8))[0]
+    short = dataclasses.replace(config.train, epochs=2)
+    seconds = {False: [], True: []}
+    for _ in range(2):
+        for protected in (False, True):
+            torch.manual_seed(0)
+            model = create_model(spec.model, num_outputs=data.num_classes, width=config.width)
+            if protected:
+                protect(model, guard_at, guard_config, input_shape=(data.image_shape[2], *data.image_shape[:2]))
+            seconds[protected].append(fit(model, data, short, progress=False).seconds)
+    return round(min(seconds[True]) / min(seconds[False]) - 1, 4)
+
+
 def _cached_model(kind: str, key: str, model, train) -> float:
     """Load ``model``'s weights from the cache entry, or run ``train()`` (-> seconds) and store them."""
     import json
@@ -129,7 +154,9 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
             plain = export_onnx(victim.model, Path(tmp) / "plain.onnx", chw)
             latency[task] = {f"overhead_bs{b}": round(_latency_ms(path, b, chw) / _latency_ms(plain, b, chw) - 1, 4)
                              for b in (1, 25)}
+            latency[task]["train_overhead"] = _train_overhead(task, config, guard_config, guard_at)
     rows.append({**base, "defense": "eigenguard_folded", **folded, "train_seconds": row["train_seconds"], **latency[task]})
+    row["train_overhead"] = latency[task]["train_overhead"]
 
     spec = TASKS[task]
     ft = FineTuneConfig()

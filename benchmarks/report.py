@@ -22,24 +22,38 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def _cell(r: dict) -> str:
+    if "clean_err_deg" in r:
+        return f"{r['clean_err_deg']:.2f} / {r['asr_at_5deg']:.2f}"
+    return f"{r['ca']:.2f} / {r['ba']:.2f} / {r['asr']:.2f}"
+
+
 def defense_grid(rows: list[dict]) -> list[str]:
-    """Attack x defense table of "CA / BA / ASR" cells, plus BDMAE's cost line."""
+    """Attack x defense table of "CA / BA / ASR" cells (regression: "clean error / ASR@5deg"),
+    plus the cost lines the rows carry (BDMAE's ms per frame, EigenGuard's overheads)."""
     defenses = list(dict.fromkeys(r["defense"] for r in rows))
     attacks = list(dict.fromkeys((r["attack"], r.get("all_to_all", False)) for r in rows))
-    lines = ["Cells are CA / BA / ASR.", "", "| attack | " + " | ".join(defenses) + " |",
+    legend = "clean error (deg) / ASR@5deg" if "clean_err_deg" in rows[0] else "CA / BA / ASR"
+    lines = [f"Cells are {legend}.", "", "| attack | " + " | ".join(defenses) + " |",
              "|---|" + "---|" * len(defenses)]
     for attack, a2a in attacks:
-        cells = {r["defense"]: f"{r['ca']:.2f} / {r['ba']:.2f} / {r['asr']:.2f}" for r in rows
-                 if r["attack"] == attack and r.get("all_to_all", False) == a2a}
+        cells = {r["defense"]: _cell(r) for r in rows if r["attack"] == attack and r.get("all_to_all", False) == a2a}
         name = attack + (" (all-to-all)" if a2a else "")
         lines.append(f"| {name} | " + " | ".join(cells.get(d, "") for d in defenses) + " |")
-    ms = {d: float(np.mean([r["ms_per_image"] for r in rows if r["defense"] == d])) for d in defenses}
     lines.append("")
-    lines.append("Mean ms per frame: " + ", ".join(f"{d} {v:.2f}" for d, v in ms.items()) + ". Engine calls per frame: "
-                 + ", ".join(f"{r['defense']} {r['model_calls']:g} model + {r['restorer_calls']:g} restorer"
-                             for r in rows if r["attack"] == attacks[0][0] and
-                             (r["restorer_calls"] or r["model_calls"] > 1)) + ".")
-    lines.append("")
+    if any("ms_per_image" in r for r in rows):
+        ms = {d: float(np.mean([r["ms_per_image"] for r in rows if r["defense"] == d])) for d in defenses}
+        lines.append("Mean ms per frame: " + ", ".join(f"{d} {v:.2f}" for d, v in ms.items()) + ". Engine calls per frame: "
+                     + ", ".join(f"{r['defense']} {r['model_calls']:g} model + {r['restorer_calls']:g} restorer"
+                                 for r in rows if r["attack"] == attacks[0][0] and
+                                 (r["restorer_calls"] or r["model_calls"] > 1)) + ".")
+        lines.append("")
+    folded = next((r for r in rows if "overhead_bs1" in r), None)
+    if folded is not None:
+        lines.append(f"EigenGuard's cost: exported model latency (ONNX Runtime, 1 thread) "
+                     f"{folded['overhead_bs1']:+.1%} at batch 1 and {folded['overhead_bs25']:+.1%} at batch 25 "
+                     f"over the unprotected export; training step {folded['train_overhead']:+.1%}.")
+        lines.append("")
     return lines
 
 

@@ -171,26 +171,43 @@ class EigenGuard(nn.Module):
         shape = (like.shape[0], *like.shape[2:], self.channels)
         return rows.reshape(shape).movedim(-1, 1)
 
+    @torch.autocast("cpu", enabled=False)  # bf16 rounding of the top part would swamp the 0.001 tail
+    @torch.autocast("cuda", enabled=False)
     def _batch_filter(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        z = self._rows(x).double()
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32  # bf16 under autocast: float32
+        z = self._rows(x).to(work)
         mean = z.mean(dim=0) if cfg.center else torch.zeros_like(z[0])
         zc = z - mean
         sample = cfg.layout == "sample"
         # Channel layout: the D x D Gram of the columns. Sample layout: the N x N Gram of the
-        # rows, whose eigenvectors U give Z' = U diag(gains) U^T Z (the same filter).
-        gram = zc @ zc.T if sample else zc.T @ zc
+        # rows, whose eigenvectors U give Z' = U diag(gains) U^T Z (the same filter). The
+        # products run in float32 (or the input's float64), the small eigendecomposition in float64.
+        gram = (zc @ zc.T if sample else zc.T @ zc).double()
         if cfg.gradient == "detached":
             gram = gram.detach()
-        mapping = _filter_map(gram, cfg)
-        out = (mapping @ zc if sample else zc @ mapping) + mean
+        eigenvalues, vectors = torch.linalg.eigh(gram)
+        sigma, vectors = eigenvalues.flip(0).clamp_min(0).sqrt(), vectors.flip(1)
+        gains = spectral_gains(sigma, cfg)
+        if cfg.tail == "scale_sigma_k":  # a gain per direction: the whole map
+            mapping = ((vectors * gains) @ vectors.T).to(work)
+            out = mapping @ zc if sample else zc @ mapping
+        else:
+            # Z' = t Z + (top-k part) (gains - t): only the top directions are needed.
+            keep = self.running_eigvals.numel() if sample and self.training else min(cfg.k, len(sigma))
+            top = vectors[:, :keep].to(work)
+            proj = top.T @ zc if sample else zc @ top  # (keep, D) or (rows, keep)
+            k = min(cfg.k, len(sigma))
+            extra = (gains[:k] - self._tail_gain()).to(work)
+            out = self._tail_gain() * zc + (top[:, :k] @ (extra[:, None] * proj[:k]) if sample
+                                            else (proj[:, :k] * extra) @ top[:, :k].T)
         if self.training:
             with torch.no_grad():
                 if sample:
-                    self._update_running_basis(mean.detach(), zc.detach(), gram.detach())
+                    self._update_running_basis(mean.detach(), proj.detach(), sigma.detach(), len(z))
                 else:
                     self._update_running_cov(mean.detach(), gram.detach() / max(len(z) - 1, 1))
-        return self._from_rows(out.to(x.dtype), x)
+        return self._from_rows((out + mean).to(x.dtype), x)
 
     def _momentum(self) -> float:
         return self.config.momentum if self.batches_seen > 0 else 1.0
@@ -201,23 +218,29 @@ class EigenGuard(nn.Module):
         self.running_cov.lerp_(cov.to(self.running_cov.dtype), m)
         self.batches_seen += 1
 
-    def _update_running_basis(self, mean: torch.Tensor, zc: torch.Tensor, gram: torch.Tensor) -> None:
-        """Top eigenpairs of C' = (1 - m) C + m Zc^T Zc / (N - 1), with C = Q diag(lam) Q^T.
+    def _update_running_basis(self, mean: torch.Tensor, proj: torch.Tensor, sigma: torch.Tensor, n: int) -> None:
+        """Top eigenpairs of C' = (1 - m) C + m S, C = Q diag(lam) Q^T the running covariance
+        and S = P^T P / (n - 1) the batch's, from its top-r projections P = U_r^T Zc (r, D).
 
-        C' = A A^T for A = [Q sqrt((1-m) lam), sqrt(m / (N-1)) Zc^T]; since Q is orthonormal,
-        A^T A is a small (r + N) square matrix whose eigenvectors W give C's as A W / sqrt(eig).
+        C' = A A^T for A = [Q sqrt((1-m) lam), sqrt(m / (n-1)) P^T]; Q and the rows of P are
+        orthogonal, so A^T A is a small 2r square matrix whose eigenvectors W give C''s
+        eigenvectors as A W / sqrt(eig).
         """
         m = self._momentum()
-        n, rank = len(zc), self.running_eigvals.numel()
+        rank = self.running_eigvals.numel()
+        proj, sigma = proj.double(), sigma[:len(proj)].double()
         q = self.running_basis.double()
         a = ((1 - m) * self.running_eigvals.double().clamp_min(0)).sqrt()
         c = math.sqrt(m / max(n - 1, 1))
-        cross = a[:, None] * c * (q.T @ zc.T)  # (r, N)
-        small = torch.cat([torch.cat([torch.diag(a * a), cross], 1), torch.cat([cross.T, c * c * gram], 1)], 0)
+        cross = a[:, None] * c * (q.T @ proj.T)  # (r, r_batch)
+        small = torch.cat([torch.cat([torch.diag(a * a), cross], 1),
+                           torch.cat([cross.T, torch.diag((c * sigma) ** 2)], 1)], 0)
         eigvals, w = torch.linalg.eigh(small)
         eigvals, w = eigvals.flip(0)[:rank].clamp_min(0), w.flip(1)[:, :rank]
-        basis = (q * a) @ w[:rank] + c * (zc.T @ w[rank:])
-        basis /= eigvals.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+        # Directions without variance (rank-deficient batches) get a zero column, not noise / 0.
+        live = eigvals > 1e-9 * eigvals.max().clamp_min(torch.finfo(torch.float64).tiny)
+        eigvals = torch.where(live, eigvals, torch.zeros_like(eigvals))
+        basis = ((q * a) @ w[:rank] + c * (proj.T @ w[rank:])) * torch.where(live, eigvals.rsqrt(), 0.0)
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
         self.running_basis.copy_(basis.to(self.running_basis.dtype))
         self.running_eigvals.copy_(eigvals.to(self.running_eigvals.dtype))
