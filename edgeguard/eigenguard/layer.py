@@ -228,19 +228,22 @@ class EigenGuard(nn.Module):
         """
         m = self._momentum()
         rank = self.running_eigvals.numel()
-        proj, sigma = proj.double(), sigma[:len(proj)].double()
-        q = self.running_basis.double()
+        # The tall (D, r) products run in the basis' dtype; the small matrix in float64.
+        q = self.running_basis
+        proj = proj.to(q.dtype)
         a = ((1 - m) * self.running_eigvals.double().clamp_min(0)).sqrt()
         c = math.sqrt(m / max(n - 1, 1))
-        cross = a[:, None] * c * (q.T @ proj.T)  # (r, r_batch)
+        cross = (a[:, None] * c) * (q.T @ proj.T).double()  # (r, r_batch)
+        batch_var = (c * sigma[:len(proj)].double()) ** 2
         small = torch.cat([torch.cat([torch.diag(a * a), cross], 1),
-                           torch.cat([cross.T, torch.diag((c * sigma) ** 2)], 1)], 0)
+                           torch.cat([cross.T, torch.diag(batch_var)], 1)], 0)
         eigvals, w = torch.linalg.eigh(small)
         eigvals, w = eigvals.flip(0)[:rank].clamp_min(0), w.flip(1)[:, :rank]
         # Directions without variance (rank-deficient batches) get a zero column, not noise / 0.
         live = eigvals > 1e-9 * eigvals.max().clamp_min(torch.finfo(torch.float64).tiny)
         eigvals = torch.where(live, eigvals, torch.zeros_like(eigvals))
-        basis = ((q * a) @ w[:rank] + c * (proj.T @ w[rank:])) * torch.where(live, eigvals.rsqrt(), 0.0)
+        scale = torch.where(live, eigvals.rsqrt(), 0.0)
+        basis = q @ (a[:, None] * w[:rank] * scale).to(q.dtype) + proj.T @ (c * w[rank:] * scale).to(q.dtype)
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
         self.running_basis.copy_(basis.to(self.running_basis.dtype))
         self.running_eigvals.copy_(eigvals.to(self.running_eigvals.dtype))
