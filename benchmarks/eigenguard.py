@@ -185,10 +185,10 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
 
 def main(argv=None) -> int:
     args = common.parser("eigenguard", __doc__).parse_args(argv)
-    from edgeguard.eigenguard import EigenGuardConfig
+    from edgeguard.eigenguard import DEFAULT_AT, EigenGuardConfig
 
     size = SIZES["quick" if args.quick else "full"]
-    guard, at = EigenGuardConfig(), "layer1"
+    guard, at = EigenGuardConfig(), DEFAULT_AT
 
     def body() -> list[dict]:
         results, latency = [], {}

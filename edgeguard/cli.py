@@ -69,13 +69,13 @@ def _victim_config(args: argparse.Namespace, attack: str):
 
 
 def _eigenguard(spec: Optional[str]):
-    """"k=4,scale=0.001,at=layer1" -> (EigenGuardConfig, block name); None -> (None, None)."""
+    """"k=32,scale=0.001,at=layer2" -> (EigenGuardConfig, block name); None -> (None, None)."""
     if spec is None:
         return None, None
-    from edgeguard.eigenguard import EigenGuardConfig
+    from edgeguard.eigenguard import DEFAULT_AT, EigenGuardConfig
 
     options = parse_options([p for p in spec.split(",") if p])
-    at = options.pop("at", "layer1")
+    at = options.pop("at", DEFAULT_AT)
     try:
         return EigenGuardConfig(**options), str(at)
     except TypeError as exc:
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _victim_arguments(p)
     p = sub.add_parser("train", help="train (or load) a model on possibly poisoned data, optionally with EigenGuard")
     _victim_arguments(p)
-    p.add_argument("--eigenguard", metavar="K=V,...", help="insert EigenGuard, e.g. k=4 or k=4,scale=0.001,at=layer2 "
+    p.add_argument("--eigenguard", metavar="K=V,...", help="insert EigenGuard, e.g. k=32 or k=32,scale=0.001,at=layer2 "
                    "(fields of edgeguard.eigenguard.EigenGuardConfig)")
 
     p = sub.add_parser("train-mae", help="pre-train the MAE restorer on photo crops, optionally fine-tune it on "

@@ -95,7 +95,9 @@ class VictimConfig:
         if self.train is None:
             object.__setattr__(self, "train", replace(TASKS[self.task].train, seed=self.seed))
         if self.eigenguard is not None and self.eigenguard_at is None:
-            object.__setattr__(self, "eigenguard_at", "layer1")
+            from edgeguard.eigenguard import DEFAULT_AT
+
+            object.__setattr__(self, "eigenguard_at", DEFAULT_AT)
 
     def clean(self) -> "VictimConfig":
         """The same setting without an attack (e.g. LC's surrogate)."""

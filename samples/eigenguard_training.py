@@ -19,7 +19,7 @@ from edgeguard.attacks import get_attack
 from edgeguard.data import make_signs
 from edgeguard.data.dataset import to_float_nchw
 from edgeguard.deploy import export_onnx
-from edgeguard.eigenguard import EigenGuardConfig, protect
+from edgeguard.eigenguard import DEFAULT_AT, EigenGuardConfig, protect
 from edgeguard.metrics import summarize
 from edgeguard.models import create_model
 from edgeguard.runtime import load_engine
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-train", type=int, default=10000)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--k", type=int, default=EigenGuardConfig.k, help="EigenGuard's k")
-    p.add_argument("--at", default="layer1", help="the block whose output is filtered")
+    p.add_argument("--at", default=DEFAULT_AT, help="the block whose output is filtered")
     args = p.parse_args(argv)
 
     train, test = make_signs(args.n_train, seed=0), make_signs(2000, seed=1)

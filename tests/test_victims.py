@@ -66,7 +66,7 @@ def test_eigenguard_victims_train_protected_and_cache_apart():
 
     plain = VictimConfig(task="gaze", attack="badnets", **TINY)
     cfg = VictimConfig(task="gaze", attack="badnets", eigenguard=EigenGuardConfig(k=2), **TINY)
-    assert cfg.eigenguard_at == "layer1"
+    assert cfg.eigenguard_at == "layer2"
     assert cache.config_key(cfg) != cache.config_key(plain)
     assert cache.config_key(plain) == cache.config_key(VictimConfig(task="gaze", attack="badnets", eigenguard=None, **TINY))
     victim = get_victim(cfg, progress=False)

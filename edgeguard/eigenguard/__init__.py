@@ -6,6 +6,6 @@
 ``layer`` holds the spectral filter and its insertion; ``baselines`` the training-time
 defenses it is compared with (fine-tuning, Spectral Signatures).
 """
-from edgeguard.eigenguard.layer import EigenGuard, EigenGuardConfig, guards, protect, spectral_gains
+from edgeguard.eigenguard.layer import DEFAULT_AT, EigenGuard, EigenGuardConfig, guards, protect, spectral_gains
 
-__all__ = ["EigenGuard", "EigenGuardConfig", "guards", "protect", "spectral_gains"]
+__all__ = ["DEFAULT_AT", "EigenGuard", "EigenGuardConfig", "guards", "protect", "spectral_gains"]
