@@ -90,7 +90,9 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
 
 
 def main(argv=None) -> int:
-    args = common.parser("purify", __doc__).parse_args(argv)
+    p = common.parser("purify", __doc__)
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    args = p.parse_args(argv)
     from edgeguard.deploy import export_onnx, export_restorer
     from edgeguard.purify import PurifierConfig
     from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
         photo_mae = get_restorer(RestorerConfig())
         tuned_mae = get_restorer(RestorerConfig(), FINETUNE, restorer_images(victim_config(size, "signs", "none")))
         workdir = Path(tempfile.mkdtemp(prefix="edgeguard-purify-"))
-        engines = {name: load_engine(export_restorer(mae, workdir / f"{name}.onnx", (3, 32, 32)))
+        engines = {name: load_engine(export_restorer(mae, workdir / f"{name}.onnx", (3, 32, 32)), threads=args.threads)
                    for name, mae in (("bdmae", tuned_mae), ("bdmae_photo_mae", photo_mae))}
         results = []
         for i, (attack, all_to_all) in enumerate(ATTACKS + (FULL_EXTRA if mode == "full" else [])):
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
                         "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT))}
             if i == 0:
                 variants["bdmae_photo_mae"] = (engines["bdmae_photo_mae"], PurifierConfig())
-            for r in evaluate(load_engine(path), variants, victim, n):
+            for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
                 r = {"task": "signs", "attack": attack, "all_to_all": all_to_all, **r}
                 print(r, file=sys.stderr, flush=True)
                 results.append(r)
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
                                 "mask_ratio": 0.75, "psnr_masked_db": round(restoration_psnr(mae, images), 2)})
         return results
 
-    config = {"mode": mode, "eval_frames": n, "restorer_finetune_steps": FINETUNE.steps, "early_exit": EARLY_EXIT,
+    config = {"mode": mode, "eval_frames": n, "ort_threads": args.threads, "restorer_finetune_steps": FINETUNE.steps, "early_exit": EARLY_EXIT,
               **size}
     record = common.run("purify", config, body, args.json, backend="onnxruntime-cpu")
     print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)

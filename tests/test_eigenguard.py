@@ -152,21 +152,79 @@ def test_protected_gaze_regressor_and_state_dict_round_trip():
     torch.testing.assert_close(copy(x), model(x))
 
 
-def test_exported_protected_model_matches_torch(tmp_path):
+@pytest.mark.parametrize("layout", ["channel", "sample"])
+def test_exported_protected_model_matches_torch_and_adds_only_constant_ops(tmp_path, layout):
     pytest.importorskip("onnxruntime")
+    import copy
+    import dataclasses
+
+    import onnx
+
     from edgeguard.deploy import export_onnx
     from edgeguard.runtime import load_engine
 
-    model = protect(_small_model(), at="layer1", config=EigenGuardConfig(k=2))
+    model = protect(_small_model(), at="layer2", config=EigenGuardConfig(k=2, layout=layout))
     model.train()
     for _ in range(3):
         model(torch.rand(8, 3, 32, 32))
     model.eval()
+    (guard,) = guards(model)
     path = export_onnx(model, tmp_path / "protected.onnx", (3, 32, 32))  # checks parity to 1e-4
-    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(0).random((5, 3, 32, 32), dtype=np.float32)  # a batch size the export never saw
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(load_engine(path)(x), expected, atol=1e-4)
+    np.testing.assert_allclose(load_engine(path)(x[:1]), expected[:1], atol=1e-4)  # batch 1
+
+    # The fold: standard operators only, a few more than the same model without the layer,
+    # and constants the size of the map: C x C plus a shift, or the D x k basis (and its
+    # transpose, as the exporter stores it) plus k gains and a D shift.
+    plain = copy.deepcopy(model)
+    guards(plain)[0].config = dataclasses.replace(guard.config, eval_mode="identity")
+    base = onnx.load(export_onnx(plain, tmp_path / "plain.onnx", (3, 32, 32)))
+    graph = onnx.load(path)
+    assert {n.domain for n in graph.graph.node} <= {"", "ai.onnx"}
+    ops = lambda g: [n.op_type for n in g.graph.node if n.op_type != "Identity"]
+    extra = len(ops(graph)) - len(ops(base))
+    assert 0 < extra <= (1 if layout == "channel" else 12), ops(graph)
+    size = lambda g: sum(int(np.prod(t.dims)) for t in g.graph.initializer)
+    dim = int(np.prod(guard.shape))
+    expected = guard.channels ** 2 + guard.channels if layout == "channel" else 2 * dim * 2 + 2 + dim
+    assert size(graph) - size(base) <= expected
+
+
+def test_folded_model_latency_stays_close_to_the_unprotected_one(tmp_path):
+    # A sanity bound only (the 5% figure is measured by benchmarks/eigenguard.py).
+    ort = pytest.importorskip("onnxruntime")
+    import time
+
+    from edgeguard.deploy import export_onnx
+    from edgeguard.models import create_model
+
+    torch.manual_seed(0)
+    plain = create_model("preact_resnet18", num_outputs=43, width=0.25).eval()
+    model = protect(create_model("preact_resnet18", num_outputs=43, width=0.25), config=EigenGuardConfig())
+    model.train()
+    model(torch.rand(64, 3, 32, 32))
+    model.eval()
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+
+    def best_ms(path):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(export_onnx(*path)), options, providers=["CPUExecutionProvider"])
+        for _ in range(10):
+            session.run(None, {"image": x})
+        times = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            session.run(None, {"image": x})
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+
+    plain_ms = best_ms((plain, tmp_path / "plain.onnx", (3, 32, 32)))
+    protected_ms = best_ms((model, tmp_path / "protected.onnx", (3, 32, 32)))
+    assert protected_ms < 1.5 * plain_ms + 0.1, (protected_ms, plain_ms)
 
 
 def test_training_sample_runs_end_to_end(tmp_path):
