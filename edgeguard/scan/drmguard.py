@@ -1,0 +1,229 @@
+"""DRMGuard: decide whether a regression model is backdoored by reverse engineering a trigger
+(shared/spec/drmguard.md sections 4 and 5).
+
+A generator G is trained against the frozen model f = H(F(x)), H linear with rows w_j, on a
+few clean images, to minimise
+
+    L_out + lambda_sim * L_sim + lambda_feat * r_f
+    L_out = sum_j Var_i f_j(G(x_i)) / sum_j Var_i f_j(x_i)  (outputs collapse to one vector)
+    r_f   = sum_j Var_i angle(F(G(x_i)), w_j)             (features at a fixed angle to each w_j)
+    L_sim = mean((1 + gamma * M) * |G(x) - x|)            (small change; M: momentum saliency)
+
+Two readings are ours where the paper is silent. M, the "momentum reverse trigger" weighting:
+a running average (beta) of the normalised |dL_out / dx'| map, so editing the pixels the
+model attends to costs more. L_out is divided by the clean images' output variance (the
+paper's scale is unknown), so the trade-off against L_sim does not depend on output units.
+A backdoored model collapses under a small, trigger-sized change; a benign one needs a large
+one or does not collapse. The statistic is I(f) = mean |G(x) - x| over the clean images; a
+model is flagged when I(f) < ``threshold`` (the paper's 0.03; calibrate on benign models,
+see ``calibrate``) and the outputs did collapse (residual variance below ``collapse`` of the
+clean one): a small change that leaves the outputs spread out is no trigger.
+
+    result = scan(model, clean_images)      # (N, H, W, C) uint8 or (N, C, H, W) float in [0, 1]
+    print(result)                           # statistic, threshold, verdict, estimated target
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.scan.generator import TriggerGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DRMGuardConfig:
+    """Settings of the scan; the published gaze defaults where they exist.
+
+    Attributes:
+        steps, batch_size: generator optimisation (the paper: 2000 steps of 50 images).
+        lr: Adam learning rate of the generator.
+        lambda_sim: weight of the similarity term (gaze 20; head pose 10).
+        lambda_feat: weight of the feature-angle variance (gaze 800; head pose 100).
+        mtr_beta, mtr_gamma: momentum and strength of the saliency weighting of L_sim.
+        threshold: flag as backdoored when the statistic is below it (the paper's 0.03).
+        collapse: ... and the generated outputs' variance is below this fraction of the clean one.
+        generator_width: channels of the generator's first stage.
+        head: name of the model's final linear layer (the SDK's models: "head").
+        seed: generator initialisation and batch order.
+    """
+
+    steps: int = 2000
+    batch_size: int = 50
+    lr: float = 1e-3
+    lambda_sim: float = 20.0
+    lambda_feat: float = 800.0
+    mtr_beta: float = 0.9
+    mtr_gamma: float = 5.0
+    threshold: float = 0.03
+    collapse: float = 0.1
+    generator_width: int = 16
+    head: str = "head"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise InvalidArgumentError("steps must be >= 1 and batch_size >= 2 (variances need two samples)")
+        if min(self.lr, self.threshold) <= 0 or min(self.lambda_sim, self.lambda_feat, self.mtr_gamma) < 0:
+            raise InvalidArgumentError("lr and threshold must be positive, the weights non-negative")
+        if not 0.0 < self.collapse <= 1.0:
+            raise InvalidArgumentError(f"collapse must be in (0, 1], got {self.collapse}")
+        if not 0.0 <= self.mtr_beta < 1.0:
+            raise InvalidArgumentError(f"mtr_beta must be in [0, 1), got {self.mtr_beta}")
+
+
+@dataclass
+class ScanResult:
+    """What a scan found.
+
+    Attributes:
+        statistic: I(f), the mean absolute change G(x) - x per pixel on the clean images.
+        threshold: the decision threshold used.
+        backdoored: statistic < threshold and residual_variance < the config's collapse.
+        residual_variance: output variance on the generated images / on the clean ones.
+        target: (d,) mean model output on the generated images: the estimated attack target.
+        losses: per-step total loss.
+        seconds: wall time of the scan.
+        generator: the trained generator (eval mode), for the report and for repair.
+    """
+
+    statistic: float
+    threshold: float
+    backdoored: bool
+    residual_variance: float
+    target: np.ndarray
+    losses: list[float] = field(repr=False)
+    seconds: float
+    generator: nn.Module = field(repr=False)
+
+    def __str__(self) -> str:
+        verdict = "BACKDOORED" if self.backdoored else "clean"
+        return (f"{verdict}: statistic {self.statistic:.4f} (threshold {self.threshold:.4f}), residual output "
+                f"variance {self.residual_variance:.3f}; estimated target {np.round(self.target, 4).tolist()}; "
+                f"{self.seconds:.0f} s")
+
+
+def as_float_images(images) -> torch.Tensor:
+    """(N, H, W, C) uint8 or (N, C, H, W) float in [0, 1] -> float32 (N, C, H, W) tensor."""
+    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if arr.ndim != 4:
+        raise InvalidInputError(f"images must be a batch (N, H, W, C) uint8 or (N, C, H, W) float, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        arr = arr.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+            raise InvalidInputError("float images must be finite and in [0, 1]")
+        arr = arr.astype(np.float32)
+    else:
+        raise InvalidInputError(f"images must be uint8 or float, got {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _head(model: nn.Module, name: str) -> nn.Linear:
+    try:
+        head = model.get_submodule(name)
+    except AttributeError:
+        raise InvalidArgumentError(f"model has no module {name!r}; pass the name of its final linear layer") from None
+    if not isinstance(head, nn.Linear):
+        raise InvalidArgumentError(f"{name!r} is a {type(head).__name__}; DRMGuard needs a linear head (f = W^T F(x) + b)")
+    return head
+
+
+def angle_variance(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """r_f: sum over outputs j of the batch variance of angle(features_i, weight_j).
+
+    features: (N, D); weight: (d, D) rows w_j. Returns a scalar (rad^2)."""
+    cos = nn.functional.normalize(features, dim=1) @ nn.functional.normalize(weight, dim=1).T
+    return torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6)).var(dim=0).sum()
+
+
+def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), progress: bool = True) -> ScanResult:
+    """Reverse engineer a trigger for ``model`` from clean ``images`` and decide.
+
+    Args:
+        model: a regression model whose final layer ``config.head`` is linear; it is frozen
+            (eval mode, no gradients to its weights) and left unchanged.
+        images: clean inputs, (N, H, W, C) uint8 or (N, C, H, W) float in [0, 1]; N >= 2.
+        config: the scan's settings.
+        progress: show a per-step progress bar.
+    """
+    x_all = as_float_images(images)
+    if len(x_all) < 2:
+        raise InvalidInputError("need at least 2 clean images")
+    head = _head(model, config.head)
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    captured = {}
+    hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0]))
+    torch.manual_seed(config.seed)
+    generator = TriggerGenerator(x_all.shape[1], config.generator_width)
+    opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
+    saliency = torch.zeros(1, 1, *x_all.shape[2:])
+    rng = np.random.default_rng(config.seed)
+    losses: list[float] = []
+    try:
+        with torch.no_grad():
+            clean_var = torch.cat([model(x_all[i:i + 256]).float() for i in range(0, len(x_all), 256)]).var(dim=0).sum()
+        if not torch.isfinite(clean_var) or clean_var <= 0:
+            raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
+        bar = tqdm(range(config.steps), desc="DRMGuard scan", disable=not progress, unit="step")
+        for _ in bar:
+            batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
+            generated = generator(batch)
+            out = model(generated).float()
+            l_out = out.var(dim=0).sum() / clean_var
+            r_f = angle_variance(captured["features"].float(), head.weight.float())
+            grad = torch.autograd.grad(l_out, generated, retain_graph=True)[0].abs().mean(dim=(0, 1), keepdim=True)
+            saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
+            l_sim = ((1 + config.mtr_gamma * saliency) * (generated - batch).abs()).mean()
+            loss = l_out + config.lambda_sim * l_sim + config.lambda_feat * r_f
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
+        generator.eval()
+        with torch.no_grad():
+            changes, outputs = [], []
+            for i in range(0, len(x_all), 256):
+                batch = x_all[i:i + 256]
+                generated = generator(batch)
+                changes.append((generated - batch).abs().mean(dim=(1, 2, 3)))
+                outputs.append(model(generated).float())
+            statistic = float(torch.cat(changes).mean())
+            outputs = torch.cat(outputs)
+    finally:
+        hook.remove()
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
+    residual = float(outputs.var(dim=0).sum() / clean_var)
+    result = ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=residual,
+                        backdoored=statistic < config.threshold and residual < config.collapse,
+                        target=outputs.mean(dim=0).numpy(),
+                        losses=losses, seconds=time.perf_counter() - t0, generator=generator)
+    log.info("%s", result)
+    return result
+
+
+def calibrate(statistics: "list[float] | np.ndarray", quantile: float = 0.0, margin: float = 0.8) -> float:
+    """A threshold from benign models' statistics only (a user has no backdoored models):
+    ``margin`` times their ``quantile`` (default: the smallest benign statistic), so every
+    calibration model would pass as clean with a 20% margin."""
+    values = np.asarray(statistics, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise InvalidArgumentError("need finite statistics of at least one benign model")
+    return float(margin * np.quantile(values, quantile))
