@@ -54,6 +54,10 @@ def test_batch_filter_equalises_top_k_and_damps_tail(layout):
     before, after = singular_values(rows(x)), singular_values(rows(out))
     torch.testing.assert_close(after[:k], before[k - 1].expand(k), rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(after[k:], 0.001 * before[k:], rtol=1e-5, atol=1e-9)
+    guard.train()  # training updates the running statistics on every reading of the tail
+    for tail in ("scale", "keep", "scale_sigma_k"):
+        guard.config = EigenGuardConfig(k=k, layout=layout, eval_mode="batch", tail=tail)
+        assert torch.isfinite(guard(x)).all()
     # The batch mean is kept (centring).
     torch.testing.assert_close(rows(out).mean(dim=0), rows(x).mean(dim=0))
 

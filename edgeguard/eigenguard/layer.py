@@ -207,6 +207,8 @@ class EigenGuard(nn.Module):
         if self.training:
             with torch.no_grad():
                 if sample:
+                    if cfg.tail == "scale_sigma_k":  # the whole-map branch made no projections
+                        proj = vectors[:, :self.running_eigvals.numel()].to(work).T @ zc
                     self._update_running_basis(mean.detach(), proj.detach(), sigma.detach(), len(z))
                 else:
                     self._update_running_cov(mean.detach(), gram.detach() / max(len(z) - 1, 1))
