@@ -106,11 +106,15 @@ def spectral_gains(sigma: torch.Tensor, config: EigenGuardConfig) -> torch.Tenso
     return gains
 
 
+def _spectrum(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric Gram or covariance matrix -> (singular values descending, their vectors), float64."""
+    eigenvalues, vectors = torch.linalg.eigh(gram.double())
+    return eigenvalues.flip(0).clamp_min(0).sqrt(), vectors.flip(1)
+
+
 def _filter_map(gram: torch.Tensor, config: EigenGuardConfig) -> torch.Tensor:
     """(D, D) symmetric Gram or covariance matrix -> the (D, D) map V diag(gains) V^T."""
-    eigenvalues, vectors = torch.linalg.eigh(gram.double())
-    sigma = eigenvalues.flip(0).clamp_min(0).sqrt()
-    vectors = vectors.flip(1)
+    sigma, vectors = _spectrum(gram)
     return (vectors * spectral_gains(sigma, config)) @ vectors.T
 
 
@@ -189,8 +193,7 @@ class EigenGuard(nn.Module):
         gram = (zc @ zc.T if sample else zc.T @ zc).double()
         if cfg.gradient == "detached":
             gram = gram.detach()
-        eigenvalues, vectors = torch.linalg.eigh(gram)
-        sigma, vectors = eigenvalues.flip(0).clamp_min(0).sqrt(), vectors.flip(1)
+        sigma, vectors = _spectrum(gram)
         gains = spectral_gains(sigma, cfg)
         if cfg.tail == "scale_sigma_k":  # a gain per direction: the whole map
             mapping = ((vectors * gains) @ vectors.T).to(work)

@@ -27,13 +27,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgeguard.data.dataset import to_float_nchw
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.scan.generator import TriggerGenerator
 
@@ -118,7 +118,7 @@ def as_float_images(images) -> torch.Tensor:
     if arr.ndim != 4:
         raise InvalidInputError(f"images must be a batch (N, H, W, C) uint8 or (N, C, H, W) float, got shape {arr.shape}")
     if arr.dtype == np.uint8:
-        arr = arr.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        arr = to_float_nchw(arr)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
             raise InvalidInputError("float images must be finite and in [0, 1]")
