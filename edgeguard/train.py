@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Protocol
 
@@ -122,6 +122,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, histo
             "epoch": epoch,
             "loss": history.loss,
             "accuracy": history.accuracy,
+            "seconds": history.seconds,
         },
         tmp,
     )
@@ -168,6 +169,7 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start, history.loss, history.accuracy = state["epoch"], list(state["loss"]), list(state["accuracy"])
+        history.seconds = float(state.get("seconds", 0.0))  # so a resumed run reports its whole training time
         log.info("resuming from %s at epoch %d", checkpoint, start)
     generator = torch.Generator().manual_seed(config.seed)
     bf16 = use_bf16(config.precision)
@@ -176,7 +178,7 @@ def fit(
     # 36x60 segfaults).
     layout = torch.channels_last if bf16 else torch.contiguous_format
     model.to(memory_format=layout)
-    t0 = time.perf_counter()
+    t0, resumed_seconds = time.perf_counter(), history.seconds
     bar = tqdm(range(start, config.epochs), desc=f"train {data.name}", disable=not progress, unit="epoch")
     for epoch in bar:
         generator.manual_seed(config.seed * 1000 + epoch)  # resumable: each epoch's randomness is fixed
@@ -214,8 +216,9 @@ def fit(
             history.accuracy.append(correct / seen)
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}", **({"acc": f"{history.accuracy[-1]:.3f}"} if history.accuracy else {}))
         if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), model, opt, sched, epoch + 1, history)
-    history.seconds = time.perf_counter() - t0
+            _save_checkpoint(Path(checkpoint), model, opt, sched, epoch + 1,
+                             replace(history, seconds=resumed_seconds + time.perf_counter() - t0))
+    history.seconds = resumed_seconds + time.perf_counter() - t0
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
