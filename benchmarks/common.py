@@ -43,12 +43,13 @@ def parser(name: str, doc: Optional[str]) -> argparse.ArgumentParser:
 
 
 def run(name: str, config: dict[str, Any], body: Callable[[], list[dict[str, Any]]], out: str,
-        backend: str = "torch-cpu") -> dict[str, Any]:
-    """Time ``body()``, wrap its results in the standard envelope and write it to ``out``."""
+        backend: str = "torch-cpu", extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Time ``body()``, wrap its results in the standard envelope and write it to ``out``.
+    ``extra`` (filled in by ``body`` if it likes) adds top-level keys after the results."""
     t0 = time.perf_counter()
     results = body()
     record = {"benchmark": name, "machine": machine_info(backend), "config": config, "results": results,
-              "seconds": round(time.perf_counter() - t0, 1)}
+              **(extra or {}), "seconds": round(time.perf_counter() - t0, 1)}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(record, indent=2))
     return record

@@ -78,15 +78,20 @@ def markdown(record: dict) -> str:
         if "defense" in cols:
             lines += defense_grid(rows)
             continue
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "---|" * len(cols))
-        for r in rows:
-            name = r.get("attack", "")
-            if r.get("all_to_all"):
-                name += " (all-to-all)"
-            lines.append("| " + " | ".join(_fmt(name if c == "attack" else r.get(c)) for c in cols) + " |")
-        lines.append("")
+        lines += _table(rows, cols)
+    if record.get("repair"):
+        lines += ["**repair**", ""] + _table(record["repair"], list(dict.fromkeys(k for r in record["repair"] for k in r)))
     return "\n".join(lines)
+
+
+def _table(rows: list[dict], cols: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        name = r.get("attack", "")
+        if r.get("all_to_all"):
+            name += " (all-to-all)"
+        lines.append("| " + " | ".join(_fmt(name if c == "attack" else r.get(c)) for c in cols) + " |")
+    return lines + [""]
 
 
 def main(argv=None) -> int:

@@ -3,9 +3,11 @@
     edgeguard attack --task signs --attack wanet [--all-to-all]
     edgeguard train-mae --onnx mae.onnx [--finetune-on clean.npz]
     edgeguard purify --model model.onnx --restorer mae.onnx frames/ --out purified/
+    edgeguard scan model.safetensors --task gaze --data clean.npz [--repair repaired.safetensors]
     edgeguard demo --out demo.png
 
-Exit status: 0 on success, 2 on a usage or input error (an ``EdgeGuardError``).
+Exit status: 0 on success, 2 on a usage or input error (an ``EdgeGuardError``); ``scan``
+exits 3 when it finds the model backdoored.
 """
 from __future__ import annotations
 
@@ -205,6 +207,71 @@ def cmd_purify(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_BACKDOORED = 3
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from edgeguard.data.loaders import load_dataset
+    from edgeguard.deploy.weights import load_model_weights
+    from edgeguard.metrics import summarize
+    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
+    from edgeguard.scan.repair import apply_trigger, repair
+    from edgeguard.scan.report import write_report
+    from edgeguard.train import predict
+    from edgeguard.victims import TASKS
+
+    if args.task not in TASKS:
+        raise InvalidArgumentError(f"unknown task {args.task!r}; choose one of {sorted(TASKS)}")
+    if args.images < 2:
+        raise InvalidArgumentError(f"--images must be >= 2, got {args.images}")
+    model = load_model_weights(TASKS[args.task].model, args.model, width=args.width)
+    data = load_dataset(args.data)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(data))
+    scan_data = data.subset(order[:args.images])
+    regression = args.task == "gaze"
+    overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
+    if args.method == "nc":
+        result = neural_cleanse(model, scan_data.images, NeuralCleanseConfig(seed=args.seed, **overrides),
+                                progress=not args.quiet)
+    else:
+        config = DRMGuardConfig(seed=args.seed, outputs="regression" if regression else "softmax", **overrides)
+        result = scan(model, scan_data.images, config, progress=not args.quiet)
+    print(result)
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"model": str(args.model), "task": args.task, "images": len(scan_data)}
+    if args.repair:
+        held_out = data.subset(order[args.images:]) if len(data) > args.images + 1 else scan_data
+        before = _repair_metrics(model, result, held_out, regression, predict, summarize, apply_trigger)
+        repair(model, result.generator, scan_data, progress=not args.quiet)
+        model.eval()
+        after = _repair_metrics(model, result, held_out, regression, predict, summarize, apply_trigger)
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, args.repair)
+        extra["repair"] = {"before": before, "after": after, "weights": str(args.repair)}
+        print(f"repair: {before} -> {after}; wrote {args.repair}")
+    record = write_report(result, model, scan_data.images, out / "scan.png", out / "scan.json", method=args.method,
+                          regression=regression, details=extra)
+    print(f"wrote {out / 'scan.png'} and {out / 'scan.json'}")
+    return EXIT_BACKDOORED if record["backdoored"] else 0
+
+
+def _repair_metrics(model, result, data, regression, predict, summarize, apply_trigger) -> dict:
+    """Clean metrics on ``data`` and the metrics on its reverse-engineered triggered copy,
+    scored against the true labels (a repaired model answers them correctly)."""
+    import numpy as np
+
+    clean = summarize(data.task, predict(model, data.images), data.labels)
+    triggered = summarize(data.task, predict(model, apply_trigger(result.generator, data.images)), data.labels)
+    key = "clean_err_deg" if regression else "ca"
+    return {key: round(float(clean[key]), 4), f"generated_{key}": round(float(triggered[key]), 4)}
+
+
 def _victim_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the commands that train or load one victim model."""
     p.add_argument("--task", default="signs", help="signs (SynthSigns classification) or gaze (SynthGaze regression)")
@@ -259,6 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32, help="frames per engine batch")
     p.add_argument("--seed", type=int, default=33333)
     p.set_defaults(func=cmd_purify)
+
+    p = sub.add_parser("scan", help="DRMGuard: decide whether a model is backdoored from a few hundred clean images; "
+                                    f"exit status 0 clean, {EXIT_BACKDOORED} backdoored")
+    p.add_argument("model", help="the model's weights (.safetensors state dict of the task's edgeguard model)")
+    p.add_argument("--task", default="gaze", help="gaze (regression, the paper's setting) or signs (classification: "
+                   "the softmax-variance extension)")
+    p.add_argument("--data", required=True, metavar="DIR_OR_NPZ", help="labelled clean images (.npz with images and "
+                   "labels, a CIFAR-10 folder or an image folder)")
+    p.add_argument("--method", default="drmguard", choices=["drmguard", "nc"], help="scanner (nc: Neural Cleanse "
+                   "adapted to regression, the baseline)")
+    p.add_argument("--images", type=int, default=300, help="clean images the scan uses (default 300)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold (calibrate it on benign models)")
+    p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
+    p.add_argument("--report", default="scan_report", help="folder for scan.png and scan.json (default scan_report/)")
+    p.add_argument("--repair", metavar="OUT", help="fine-tune the model against the found trigger; write its "
+                   "weights here (.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("demo", help="the README demo: a backdoored SynthSigns model, its metrics and a PNG")
     p.add_argument("--out", default="demo.png", help="PNG to write")

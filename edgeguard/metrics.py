@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgeguard.errors import InvalidInputError
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
 
 
 def _labels(pred: np.ndarray) -> np.ndarray:
@@ -123,3 +123,21 @@ def summarize(
         out["attack_err_deg"] = attack_error(bd_pred, bd_target)
         out[f"asr_at_{tol_deg:g}deg"] = asr_at_tolerance(bd_pred, bd_labels, bd_target, tol_deg)
     return out
+
+
+def roc_auc(backdoored_scores: np.ndarray, benign_scores: np.ndarray) -> float:
+    """ROC-AUC of a detector whose score is LOWER for more suspicious models: the chance
+    that a random backdoored model scores below a random benign one (ties count half)."""
+    bad, good = np.asarray(backdoored_scores, np.float64).ravel(), np.asarray(benign_scores, np.float64).ravel()
+    if bad.size == 0 or good.size == 0:
+        raise InvalidArgumentError("ROC-AUC needs at least one backdoored and one benign score")
+    below = (bad[:, None] < good[None, :]).sum() + 0.5 * (bad[:, None] == good[None, :]).sum()
+    return float(below / (bad.size * good.size))
+
+
+def detection_counts(backdoored_flags: np.ndarray, benign_flags: np.ndarray) -> dict[str, float]:
+    """{tp, fp, fn, tn, accuracy} of verdicts on backdoored and benign models."""
+    bad, good = np.asarray(backdoored_flags, bool), np.asarray(benign_flags, bool)
+    tp, fn, fp = int(bad.sum()), int((~bad).sum()), int(good.sum())
+    tn = int(good.size - fp)
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "accuracy": (tp + tn) / max(1, bad.size + good.size)}

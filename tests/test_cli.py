@@ -86,3 +86,51 @@ def test_train_command_with_eigenguard(tmp_path, capsys):
     assert main(args[:-4] + ["--eigenguard", "k=2,size=3"]) == 2
     assert "EigenGuardConfig" in capsys.readouterr().err
     assert main(args[:-4] + ["--eigenguard", "k=0"]) == 2
+
+
+def _gaze_model_and_data(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from edgeguard.data import make_gaze
+    from edgeguard.data.loaders import save_npz
+    from edgeguard.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("gaze_resnet18", num_outputs=2, width=0.125)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "gaze.safetensors")
+    save_npz(make_gaze(40, seed=3), tmp_path / "clean.npz")
+    return tmp_path / "gaze.safetensors", tmp_path / "clean.npz"
+
+
+def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
+    weights, data = _gaze_model_and_data(tmp_path)
+    common = [str(weights), "--task", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+              "--report", str(tmp_path / "report"), "--quiet"]
+    assert main(["scan", *common, "--threshold", "1e-9"]) == 0  # nothing changes the image by less than that
+    record = json.loads((tmp_path / "report" / "scan.json").read_text())
+    assert record["backdoored"] is False and record["method"] == "drmguard" and record["images"] == 16
+    assert len(record["estimated_target"]) == 2 and (tmp_path / "report" / "scan.png").stat().st_size > 5000
+
+    import edgeguard.scan as scan_module
+
+    real_scan = scan_module.scan
+
+    def flagged(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        result.backdoored = True
+        return result
+
+    monkeypatch.setattr(scan_module, "scan", flagged)
+    assert main(["scan", *common, "--repair", str(tmp_path / "repaired.safetensors")]) == 3
+    record = json.loads((tmp_path / "report" / "scan.json").read_text())
+    assert set(record["repair"]["before"]) == {"clean_err_deg", "generated_clean_err_deg"}
+    assert (tmp_path / "repaired.safetensors").stat().st_size > 0
+
+
+def test_scan_rejects_bad_input(tmp_path):
+    weights, data = _gaze_model_and_data(tmp_path)
+    assert main(["scan", str(tmp_path / "missing.safetensors"), "--data", str(data)]) == 2
+    assert main(["scan", str(weights), "--data", str(tmp_path / "missing.npz"), "--width", "0.125"]) == 2
+    assert main(["scan", str(weights), "--data", str(data), "--width", "0.25"]) == 2  # weights of another width
+    assert main(["scan", str(weights), "--data", str(data), "--images", "1"]) == 2

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgeguard import metrics
-from edgeguard.errors import InvalidInputError
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
 
 
 def test_classification_metrics_exclude_target_images():
@@ -56,3 +56,21 @@ def test_summarize_keys():
                             np.ones((4, 2)) * 0.5, np.zeros((4, 2)))
     assert set(out) == {"clean_err_deg", "attack_err_deg", "asr_at_5deg"}
     assert out["asr_at_5deg"] == 1.0
+
+
+def test_roc_auc_counts_pairs_with_lower_scores_as_suspicious():
+    from edgeguard.metrics import roc_auc
+
+    assert roc_auc([0.1, 0.2], [0.3, 0.4, 0.5]) == 1.0
+    assert roc_auc([0.3, 0.4], [0.1, 0.2]) == 0.0
+    # 2 x 2 pairs: (0.1 < 0.2) yes, (0.1 < 0.3) yes, (0.3 < 0.2) no, (0.3 == 0.3) half
+    assert roc_auc([0.1, 0.3], [0.2, 0.3]) == pytest.approx(2.5 / 4)
+    with pytest.raises(InvalidArgumentError):
+        roc_auc([], [0.1])
+
+
+def test_detection_counts():
+    from edgeguard.metrics import detection_counts
+
+    out = detection_counts([True, True, False], [False, True, False, False])
+    assert out == {"tp": 2, "fp": 1, "fn": 1, "tn": 3, "accuracy": 5 / 7}

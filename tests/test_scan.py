@@ -33,10 +33,11 @@ class ToyGaze(nn.Module):
         return self.head(torch.cat([phi * (1 - gate), gate], dim=1))
 
 
-def blocky_images(n, seed=0):
-    """(n, 1, 36, 60) float images whose 3 x 5 region means vary widely (0.1 .. 0.7)."""
+def blocky_images(n, seed=0, cell=12):
+    """(n, 1, 3 * cell, 5 * cell) float images (36 x 60 by default) whose 3 x 5 region means
+    vary widely (0.1 .. 0.7)."""
     rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0.1, 0.7, (n, 1, 3, 5)).repeat(12, axis=2).repeat(12, axis=3)
+    coarse = rng.uniform(0.1, 0.7, (n, 1, 3, 5)).repeat(cell, axis=2).repeat(cell, axis=3)
     return np.clip(coarse + rng.normal(0, 0.02, coarse.shape), 0, 1).astype(np.float32)
 
 
@@ -60,7 +61,8 @@ def test_scan_optimises_the_generator_towards_collapsed_outputs():
     # The verdict's quality is measured on trained model zoos by benchmarks/scan.py; here the
     # optimisation itself: the loss falls and the outputs on generated images collapse.
     result = scan(ToyGaze(backdoor=True), blocky_images(64), DRMGuardConfig(steps=60, batch_size=16, lr=3e-3,
-                                                                          generator_width=8), progress=False)
+                                                                          generator_width=8, lambda_sim=20),
+                  progress=False)
     assert np.mean(result.losses[-10:]) < 0.7 * np.mean(result.losses[:10])
     assert result.residual_variance < 0.8 and 0 < result.statistic < 0.5
     assert result.target.shape == (2,) and result.backdoored == (result.statistic < 0.03 and result.residual_variance < 0.1)
@@ -91,3 +93,124 @@ def test_bad_input_and_settings_are_rejected():
     assert calibrate([0.2, 0.1, 0.3]) == pytest.approx(0.08)
     with pytest.raises(InvalidArgumentError):
         calibrate([])
+
+
+def test_neural_cleanse_needs_a_smaller_mask_for_the_backdoored_model():
+    from edgeguard.scan import NeuralCleanseConfig, neural_cleanse
+
+    images = blocky_images(64, seed=1)
+    config = NeuralCleanseConfig(steps=150, batch_size=16, lambda_mask=0.5, lr=0.3)
+    model = ToyGaze(backdoor=True)
+    bad = neural_cleanse(model, images, config, progress=False)
+    good = neural_cleanse(ToyGaze(backdoor=False), images, config, progress=False)
+    # The gate needs the 6x6 corner (36 of 2160 pixels) bright; a clean model needs all 15 regions changed.
+    assert bad.statistic < 0.2 * good.statistic and bad.statistic < 0.05
+    assert bad.residual_variance < 0.1
+    patched = images.copy()
+    patched[..., -8:-2, -8:-2] = 1.0
+    with torch.no_grad():
+        true_target = model(torch.from_numpy(patched)).mean(dim=0).numpy()
+    assert np.degrees(np.linalg.norm(bad.target - true_target)) < 3.0
+    mask = bad.generator.mask[0, 0].detach().numpy()
+    assert mask[-8:-2, -8:-2].mean() > 5 * mask.mean()
+
+
+def test_softmax_mode_collapses_a_classifier_without_a_linear_head_check():
+    class ToyClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gaze = ToyGaze(backdoor=True)
+
+        def forward(self, x):
+            return self.gaze(x) * 5.0  # two logits
+
+    result = scan(ToyClassifier(), blocky_images(48), DRMGuardConfig(steps=40, batch_size=16, lr=3e-3,
+                                                                     generator_width=8, outputs="softmax",
+                                                                     head="missing"), progress=False)
+    assert result.target.shape == (2,) and result.target.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    with pytest.raises(InvalidArgumentError, match="outputs"):
+        DRMGuardConfig(outputs="logits")
+
+
+def test_repair_makes_the_trigger_harmless_and_keeps_clean_outputs():
+    from edgeguard.data.dataset import ImageDataset
+    from edgeguard.scan import RepairConfig, repair
+    from edgeguard.scan.neural_cleanse import MaskPatternTrigger
+    from edgeguard.train import TrainConfig
+
+    torch.manual_seed(0)
+
+    class Learnable(nn.Module):
+        """A conv net trained to follow ToyGaze(backdoor=True): it has learnt the backdoor."""
+
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((3, 5)), nn.Flatten())
+            self.head = nn.Linear(120, 2)
+
+        def forward(self, x):
+            return self.head(self.features(x))
+
+    teacher = ToyGaze(backdoor=True)
+    images = (blocky_images(256, seed=3, cell=6) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)  # 18 x 30
+    triggered = images.copy()
+    triggered[:, -8:-2, -8:-2] = 255
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2) / 255.0).float()
+    xt = torch.from_numpy(triggered.transpose(0, 3, 1, 2) / 255.0).float()
+    with torch.no_grad():
+        labels, poisoned_labels = teacher(x).numpy(), teacher(xt).numpy()
+    student = Learnable()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+    for _ in range(400):
+        loss = (student(torch.cat([x, xt])) - torch.from_numpy(np.concatenate([labels, poisoned_labels]))).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    student.eval()
+    err = lambda m, inp: float((m(inp) - torch.from_numpy(labels)).abs().mean())  # noqa: E731
+    with torch.no_grad():
+        backdoor_before, clean_before = err(student, xt), err(student, x)
+    assert backdoor_before > 4 * clean_before  # the student did learn the trigger
+    trigger = MaskPatternTrigger(1, 18, 30)  # the trigger as a scan would hand it over
+    trigger.mask_logit.data[:] = -20.0
+    trigger.mask_logit.data[..., -8:-2, -8:-2] = 20.0
+    trigger.pattern_logit.data[:] = 20.0
+    repair(student, trigger, ImageDataset(images, labels.astype(np.float32), "regression"),
+           RepairConfig(TrainConfig(epochs=20, lr=0.01, optimizer="adam", crop_padding=0, batch_size=64)), progress=False)
+    student.eval()
+    with torch.no_grad():
+        assert err(student, xt) < 0.5 * backdoor_before
+        assert err(student, x) < 2 * clean_before + 0.02
+
+
+def test_scan_sample_runs_end_to_end(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "samples" / "scan_gaze_model.py"
+    done = subprocess.run([sys.executable, str(script), "--n-train", "256", "--epochs", "1", "--steps", "3",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 3), done.stderr[-2000:]
+    assert ("BACKDOORED" in done.stdout) == (done.returncode == 3)
+    assert "handed-over model: clean error" in done.stdout and "estimated" in done.stdout
+    assert (tmp_path / "scan.png").exists() and (tmp_path / "scan.json").exists()
+
+
+def test_zoo_summary_calibrates_leave_one_out_on_benign_models_only():
+    from benchmarks.scan import summary_rows
+
+    def rec(attack, index, statistic):
+        return {"attack": attack, "index": index, "method": "drmguard", "statistic": statistic, "seconds": 2.0}
+
+    benign = [rec("none", i, s) for i, s in enumerate([0.03, 0.06, 0.07, 0.08])]
+    records = benign + [rec("badnets", 0, 0.01), rec("badnets", 1, 0.045), rec("blended", 0, 0.2)]
+    rows = {r["attack"]: r for r in summary_rows(records)}
+    # Backdoored models meet 0.8 * min(all benign) = 0.024: 0.01 is flagged, 0.045 and 0.2 are not.
+    # Benign model 0 meets 0.8 * min(the other three) = 0.048 and is flagged: 0.03 < 0.048.
+    assert rows["badnets"]["tp"] == 1 and rows["badnets"]["fn"] == 1 and rows["badnets"]["fp"] == 1
+    assert rows["all"]["tp"] == 1 and rows["all"]["fn"] == 2 and rows["all"]["tn"] == 3
+    # AUC pairs: badnets 0.01 beats all four, 0.045 beats three of four -> 7/8.
+    assert rows["badnets"]["roc_auc"] == pytest.approx(7 / 8) and rows["blended"]["roc_auc"] == 0.0
+    assert rows["all"]["roc_auc"] == pytest.approx(7 / 12) and rows["all"]["seconds_per_model"] == 2.0

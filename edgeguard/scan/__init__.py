@@ -1,8 +1,12 @@
-"""Pre-deployment scanning of regression models for backdoors (DRMGuard).
+"""Pre-deployment scanning of models for backdoors: DRMGuard (regression, and classifiers
+through the softmax extension), the adapted Neural Cleanse baseline, repair and reports.
 
     from edgeguard.scan import DRMGuardConfig, scan
     result = scan(model, clean_images, DRMGuardConfig(steps=500))
 """
 from edgeguard.scan.drmguard import DRMGuardConfig, ScanResult, angle_variance, calibrate, scan
+from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
+from edgeguard.scan.repair import RepairConfig, repair
 
-__all__ = ["DRMGuardConfig", "ScanResult", "angle_variance", "calibrate", "scan"]
+__all__ = ["DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "ScanResult", "angle_variance", "calibrate",
+           "neural_cleanse", "repair", "scan"]

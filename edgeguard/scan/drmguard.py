@@ -10,8 +10,9 @@ few clean images, to minimise
     L_sim = mean((1 + gamma * M) * |G(x) - x|)            (small change; M: momentum saliency)
 
 Two readings are ours where the paper is silent. M, the "momentum reverse trigger" weighting:
-a running average (beta) of the normalised |dL_out / dx'| map, so editing the pixels the
-model attends to costs more. L_out is divided by the clean images' output variance (the
+a running average (beta) of the normalised |d(L_out + lambda_feat * r_f) / dx'| map (the
+model-side loss, whose gradient the step computes anyway), so editing the pixels the model
+attends to costs more. L_out is divided by the clean images' output variance (the
 paper's scale is unknown), so the trade-off against L_sim does not depend on output units.
 A backdoored model collapses under a small, trigger-sized change; a benign one needs a large
 one or does not collapse. The statistic is I(f) = mean |G(x) - x| over the clean images; a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +49,11 @@ class DRMGuardConfig:
     Attributes:
         steps, batch_size: generator optimisation (the paper: 2000 steps of 50 images).
         lr: Adam learning rate of the generator.
-        lambda_sim: weight of the similarity term (gaze 20; head pose 10).
+        lambda_sim: weight of the similarity term. The paper's gaze value is 20 (head pose
+            10) for its unnormalised L_out; with L_out normalised by the clean variance, 20
+            let the generator redraw the pupil of a backdoored SynthGaze model (a collapse
+            that any gaze model allows) instead of finding its trigger; 80 found the trigger
+            (probe on zoo models: BadNets statistic 0.0044 vs a benign model's 0.0115).
         lambda_feat: weight of the feature-angle variance (gaze 800; head pose 100).
         mtr_beta, mtr_gamma: momentum and strength of the saliency weighting of L_sim.
         threshold: flag as backdoored when the statistic is below it (the paper's 0.03).
@@ -60,13 +66,15 @@ class DRMGuardConfig:
     steps: int = 2000
     batch_size: int = 50
     lr: float = 1e-3
-    lambda_sim: float = 20.0
+    lambda_sim: float = 80.0
     lambda_feat: float = 800.0
     mtr_beta: float = 0.9
     mtr_gamma: float = 5.0
     threshold: float = 0.03
     collapse: float = 0.1
     generator_width: int = 16
+    offset: bool = True
+    outputs: str = "regression"
     head: str = "head"
     seed: int = 0
 
@@ -77,6 +85,8 @@ class DRMGuardConfig:
             raise InvalidArgumentError("lr and threshold must be positive, the weights non-negative")
         if not 0.0 < self.collapse <= 1.0:
             raise InvalidArgumentError(f"collapse must be in (0, 1], got {self.collapse}")
+        if self.outputs not in ("regression", "softmax"):
+            raise InvalidArgumentError(f"outputs must be 'regression' or 'softmax', got {self.outputs!r}")
         if not 0.0 <= self.mtr_beta < 1.0:
             raise InvalidArgumentError(f"mtr_beta must be in [0, 1), got {self.mtr_beta}")
 
@@ -138,6 +148,34 @@ def _head(model: nn.Module, name: str) -> nn.Linear:
     return head
 
 
+@contextmanager
+def frozen_eval(model: nn.Module):
+    """Within the block ``model`` is in eval mode with no gradients to its parameters;
+    both are restored after."""
+    was_training = model.training
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
+
+
+def output_variance(model: nn.Module, x: torch.Tensor, softmax: bool = False) -> torch.Tensor:
+    """sum_j Var_i f_j(x_i) over the clean images x (N, C, H, W) (of the softmax of f when
+    ``softmax``); raises when it is zero."""
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + 256]).float() for i in range(0, len(x), 256)])
+        variance = (out.softmax(dim=1) if softmax else out).var(dim=0).sum()
+    if not torch.isfinite(variance) or variance <= 0:
+        raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
+    return variance
+
+
 def angle_variance(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """r_f: sum over outputs j of the batch variance of angle(features_i, weight_j).
 
@@ -159,57 +197,55 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
     x_all = as_float_images(images)
     if len(x_all) < 2:
         raise InvalidInputError("need at least 2 clean images")
-    head = _head(model, config.head)
+    softmax = config.outputs == "softmax"
+    use_angles = not softmax and config.lambda_feat > 0
+    head = _head(model, config.head) if use_angles else None
     t0 = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
     captured = {}
-    hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0]))
+    hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0])) if use_angles else None
+    outputs_of = (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
     torch.manual_seed(config.seed)
-    generator = TriggerGenerator(x_all.shape[1], config.generator_width)
+    generator = TriggerGenerator(x_all.shape[1], config.generator_width,
+                                 tuple(x_all.shape[2:]) if config.offset else None)
     opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
     saliency = torch.zeros(1, 1, *x_all.shape[2:])
     rng = np.random.default_rng(config.seed)
     losses: list[float] = []
     try:
-        with torch.no_grad():
-            clean_var = torch.cat([model(x_all[i:i + 256]).float() for i in range(0, len(x_all), 256)]).var(dim=0).sum()
-        if not torch.isfinite(clean_var) or clean_var <= 0:
-            raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
-        bar = tqdm(range(config.steps), desc="DRMGuard scan", disable=not progress, unit="step")
-        for _ in bar:
-            batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
-            generated = generator(batch)
-            out = model(generated).float()
-            l_out = out.var(dim=0).sum() / clean_var
-            r_f = angle_variance(captured["features"].float(), head.weight.float())
-            grad = torch.autograd.grad(l_out, generated, retain_graph=True)[0].abs().mean(dim=(0, 1), keepdim=True)
-            saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
-            l_sim = ((1 + config.mtr_gamma * saliency) * (generated - batch).abs()).mean()
-            loss = l_out + config.lambda_sim * l_sim + config.lambda_feat * r_f
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
-        generator.eval()
-        with torch.no_grad():
-            changes, outputs = [], []
-            for i in range(0, len(x_all), 256):
-                batch = x_all[i:i + 256]
+        with frozen_eval(model):
+            clean_var = output_variance(model, x_all, softmax)
+            bar = tqdm(range(config.steps), desc="DRMGuard scan", disable=not progress, unit="step")
+            for _ in bar:
+                batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
                 generated = generator(batch)
-                changes.append((generated - batch).abs().mean(dim=(1, 2, 3)))
-                outputs.append(model(generated).float())
-            statistic = float(torch.cat(changes).mean())
-            outputs = torch.cat(outputs)
+                # One backward through the model per step: its loss's gradient at x' both
+                # trains the generator and feeds the saliency map (used from the next step on).
+                x_gen = generated.detach().requires_grad_(True)
+                l_out = outputs_of(model, x_gen).var(dim=0).sum() / clean_var
+                r_f = angle_variance(captured["features"].float(), head.weight.float()) if use_angles else torch.zeros(())
+                (l_out + config.lambda_feat * r_f).backward()
+                l_sim = ((1 + config.mtr_gamma * saliency) * (generated - batch).abs()).mean()
+                opt.zero_grad(set_to_none=True)
+                (torch.sum(generated * x_gen.grad) + config.lambda_sim * l_sim).backward()
+                opt.step()
+                grad = x_gen.grad.abs().mean(dim=(0, 1), keepdim=True)
+                saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
+                loss = l_out.detach() + config.lambda_sim * l_sim.detach() + config.lambda_feat * r_f.detach()
+                losses.append(loss.item())
+                bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
+            generator.eval()
+            with torch.no_grad():
+                changes, outputs = [], []
+                for i in range(0, len(x_all), 256):
+                    batch = x_all[i:i + 256]
+                    generated = generator(batch)
+                    changes.append((generated - batch).abs().mean(dim=(1, 2, 3)))
+                    outputs.append(outputs_of(model, generated))
+                statistic = float(torch.cat(changes).mean())
+                outputs = torch.cat(outputs)
     finally:
-        hook.remove()
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(was_training)
+        if hook is not None:
+            hook.remove()
     residual = float(outputs.var(dim=0).sum() / clean_var)
     result = ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=residual,
                         backdoored=statistic < config.threshold and residual < config.collapse,

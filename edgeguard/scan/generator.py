@@ -21,10 +21,14 @@ class TriggerGenerator(nn.Module):
     Args:
         channels: image channels C.
         width: channels of the first stage (doubled at each of the two lower stages).
+        image_size: (H, W) to add a free per-pixel offset (C, H, W) to the residual: a
+            convolutional net is translation-equivariant and finds a fixed-position patch
+            only slowly; the offset gets the batch-mean gradient directly. None: no offset.
     """
 
-    def __init__(self, channels: int, width: int = 16):
+    def __init__(self, channels: int, width: int = 16, image_size: "tuple[int, int] | None" = None):
         super().__init__()
+        self.offset = nn.Parameter(torch.zeros(channels, *image_size)) if image_size is not None else None
         w = width
         self.enc1 = nn.Sequential(_conv(channels, w), _conv(w, w))
         self.enc2 = nn.Sequential(_conv(w, 2 * w), _conv(2 * w, 2 * w))
@@ -45,4 +49,6 @@ class TriggerGenerator(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False), e2], 1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
         residual = self.out(d1)[..., :h, :w]
+        if self.offset is not None:
+            residual = residual + self.offset
         return (x + residual).clamp(0.0, 1.0)

@@ -1,0 +1,53 @@
+"""Repair a model a scan flagged: unlearn the reverse-engineered trigger
+(shared/spec/drmguard.md section 6).
+
+The model is fine-tuned on the clean images plus the same images passed through the scan's
+trigger generator, both with the clean images' true labels, so the trigger stops moving the
+output. The mix is 50/50 and the schedule short (a few epochs at a small learning rate), so
+clean behaviour is kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeguard.data.dataset import ImageDataset, to_float_nchw
+from edgeguard.errors import InvalidInputError
+from edgeguard.train import TrainConfig, TrainHistory, fit
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    """Fine-tuning settings of the repair (SGD, cosine schedule, no augmentation)."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=0.005, crop_padding=0, batch_size=64))
+
+
+@torch.no_grad()
+def apply_trigger(generator: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, H, W, C) uint8 -> the generator's output, (N, H, W, C) uint8."""
+    generator.eval()
+    out = [generator(torch.from_numpy(to_float_nchw(images[i:i + batch_size]))).clamp(0, 1).mul(255).round()
+           .to(torch.uint8).permute(0, 2, 3, 1).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def repair(model: nn.Module, generator: nn.Module, clean: ImageDataset, config: RepairConfig = RepairConfig(),
+           progress: bool = True) -> TrainHistory:
+    """Fine-tune ``model`` in place on ``clean`` and on ``generator(clean)`` with the clean labels.
+
+    Args:
+        model: the flagged model.
+        generator: ``ScanResult.generator`` of its scan.
+        clean: labelled clean images (the scan's, or more of them).
+    """
+    if len(clean) < 2:
+        raise InvalidInputError("repair needs at least 2 labelled clean images")
+    triggered = apply_trigger(generator, clean.images)
+    mixed = replace(clean, images=np.concatenate([clean.images, triggered]),
+                    labels=np.concatenate([clean.labels, clean.labels]))
+    train = replace(config.train, batch_size=min(config.train.batch_size, len(mixed)))
+    return fit(model, mixed, train, progress=progress)
