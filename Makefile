@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgeguard-installed
 NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 
-.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels clean help
+.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels bench-eigenguard bench-scan clean help
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
@@ -49,6 +49,12 @@ bench-purify: $(STAMP)
 
 bench-kernels: $(STAMP)
 	$(PY) -m benchmarks.kernels --json benchmarks/results/kernels.json
+
+bench-eigenguard: $(STAMP)
+	$(PY) -m benchmarks.eigenguard --json benchmarks/results/eigenguard.json
+
+bench-scan: $(STAMP)
+	$(PY) -m benchmarks.scan --json benchmarks/results/scan.json
 
 clean:
 	rm -rf build build-cuda *.egg-info edgeguard/*.so

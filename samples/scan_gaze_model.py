@@ -40,8 +40,8 @@ def metrics(model, test, backdoor) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--attack", default="badnets", help="the backdoor planted in the handed-over model, or none")
-    p.add_argument("--n-train", type=int, default=3000)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--n-train", type=int, default=4000)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=300, help="scan steps (the paper: 2000)")
     p.add_argument("--threshold", type=float, default=DRMGuardConfig.threshold,
                    help="decision threshold; calibrate it on models you trust (edgeguard.scan.calibrate)")
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = create_model("gaze_resnet18", num_outputs=2, width=0.25)
     attack = None
-    if args.attack != "none":  # a 6-px BadNets patch: the small model learns a 3-px one too slowly
-        attack = get_attack(args.attack, **({"size": 6} if args.attack == "badnets" else {})).fit(train)
+    if args.attack != "none":  # 20% poison, a 6-px patch: what the small model learns in 10 epochs
+        attack = get_attack(args.attack, poison_rate=0.2, **({"size": 6} if args.attack == "badnets" else {})).fit(train)
     fit(model, attack.poison(train).data if attack else train, TrainConfig(epochs=args.epochs, lr=0.05, precision="auto"))
     model.eval()
     backdoor = attack.backdoor_test(test) if attack else None  # the real trigger: the defender never sees it
