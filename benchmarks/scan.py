@@ -58,15 +58,21 @@ def scanners(quick: bool) -> dict:
     return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig())}
 
 
+def _clean_frames(victim, size: dict):
+    """The labelled clean frames a scan (and the repair) of ``victim`` uses: held-out data."""
+    from edgeguard.data import make_gaze
+
+    return make_gaze(size["scan_images"], seed=90000 + victim.config.seed)
+
+
 def _scan_all(zoo: list, methods: dict, size: dict) -> tuple[list[dict], dict]:
     """Scan every model with every method -> (records, {(attack, index): DRMGuard's ScanResult}
     for the badnets models, which the repair rows reuse)."""
-    from edgeguard.data import make_gaze
     from edgeguard.metrics import angular_error_deg
 
     records, kept = [], {}
     for attack, index, victim in zoo:
-        clean = make_gaze(size["scan_images"], seed=90000 + victim.config.seed).images
+        clean = _clean_frames(victim, size).images
         for method, (fn, config) in methods.items():
             t0 = time.perf_counter()
             result = fn(victim.model, clean, config, progress=False)
@@ -121,24 +127,20 @@ def repair_rows(zoo: list, scans: dict, size: dict) -> list[dict]:
     300 labelled frames): clean and attack error on the test set before and after."""
     import copy
 
-    from edgeguard.data import make_gaze
-    from edgeguard.metrics import summarize
     from edgeguard.scan import repair
-    from edgeguard.train import predict
+    from edgeguard.victims import evaluate
 
     rows = []
     for attack, index, victim in zoo:
         if (attack, index) not in scans:
             continue
-        clean = make_gaze(size["scan_images"], seed=90000 + victim.config.seed)
+        clean = _clean_frames(victim, size)
         result = scans[(attack, index)]
         model = copy.deepcopy(victim.model)
         t0 = time.perf_counter()
         repair(model, result.generator, clean, progress=False)
         model.eval()
-        bd = victim.backdoor
-        after = summarize("regression", predict(model, victim.test.images), victim.test.labels,
-                          predict(model, bd.images), bd.labels, bd.targets)
+        after = evaluate(model, "regression", victim.test, victim.backdoor)
         row = {"attack": attack, "index": index, "seconds": round(time.perf_counter() - t0, 1)}
         row.update({f"{k}_before": v for k, v in victim.metrics.items()})
         row.update({f"{k}_after": v for k, v in after.items()})

@@ -218,11 +218,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
-    from edgeguard.metrics import summarize
     from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
-    from edgeguard.scan.repair import apply_trigger, repair
+    from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
-    from edgeguard.train import predict
     from edgeguard.victims import TASKS
 
     if args.task not in TASKS:
@@ -248,10 +246,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     extra = {"model": str(args.model), "task": args.task, "images": len(scan_data)}
     if args.repair:
         held_out = data.subset(order[args.images:]) if len(data) > args.images + 1 else scan_data
-        before = _repair_metrics(model, result, held_out, regression, predict, summarize, apply_trigger)
+        before = _repair_metrics(model, result.generator, held_out)
         repair(model, result.generator, scan_data, progress=not args.quiet)
         model.eval()
-        after = _repair_metrics(model, result, held_out, regression, predict, summarize, apply_trigger)
+        after = _repair_metrics(model, result.generator, held_out)
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, args.repair)
         extra["repair"] = {"before": before, "after": after, "weights": str(args.repair)}
         print(f"repair: {before} -> {after}; wrote {args.repair}")
@@ -261,14 +259,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_BACKDOORED if record["backdoored"] else 0
 
 
-def _repair_metrics(model, result, data, regression, predict, summarize, apply_trigger) -> dict:
+def _repair_metrics(model, generator, data) -> dict:
     """Clean metrics on ``data`` and the metrics on its reverse-engineered triggered copy,
     scored against the true labels (a repaired model answers them correctly)."""
-    import numpy as np
+    from edgeguard.metrics import summarize
+    from edgeguard.scan.repair import apply_trigger
+    from edgeguard.train import predict
 
     clean = summarize(data.task, predict(model, data.images), data.labels)
-    triggered = summarize(data.task, predict(model, apply_trigger(result.generator, data.images)), data.labels)
-    key = "clean_err_deg" if regression else "ca"
+    triggered = summarize(data.task, predict(model, apply_trigger(generator, data.images)), data.labels)
+    key = "clean_err_deg" if data.task == "regression" else "ca"
     return {key: round(float(clean[key]), 4), f"generated_{key}": round(float(triggered[key]), 4)}
 
 

@@ -165,12 +165,17 @@ def frozen_eval(model: nn.Module):
         model.train(was_training)
 
 
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``fn`` applied to ``x`` in chunks of ``batch_size`` rows, concatenated, without gradients."""
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
 def output_variance(model: nn.Module, x: torch.Tensor, softmax: bool = False) -> torch.Tensor:
     """sum_j Var_i f_j(x_i) over the clean images x (N, C, H, W) (of the softmax of f when
     ``softmax``); raises when it is zero."""
-    with torch.no_grad():
-        out = torch.cat([model(x[i:i + 256]).float() for i in range(0, len(x), 256)])
-        variance = (out.softmax(dim=1) if softmax else out).var(dim=0).sum()
+    out = batched(lambda b: model(b).float(), x)
+    variance = (out.softmax(dim=1) if softmax else out).var(dim=0).sum()
     if not torch.isfinite(variance) or variance <= 0:
         raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
     return variance
@@ -234,15 +239,9 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
                 losses.append(loss.item())
                 bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
             generator.eval()
-            with torch.no_grad():
-                changes, outputs = [], []
-                for i in range(0, len(x_all), 256):
-                    batch = x_all[i:i + 256]
-                    generated = generator(batch)
-                    changes.append((generated - batch).abs().mean(dim=(1, 2, 3)))
-                    outputs.append(outputs_of(model, generated))
-                statistic = float(torch.cat(changes).mean())
-                outputs = torch.cat(outputs)
+            generated = batched(generator, x_all)
+            statistic = float((generated - x_all).abs().mean())
+            outputs = batched(lambda b: outputs_of(model, b), generated)
     finally:
         if hook is not None:
             hook.remove()

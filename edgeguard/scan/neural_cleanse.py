@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
-from edgeguard.scan.drmguard import ScanResult, as_float_images, frozen_eval, output_variance
+from edgeguard.scan.drmguard import ScanResult, as_float_images, batched, frozen_eval, output_variance
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def neural_cleanse(model: nn.Module, images, config: NeuralCleanseConfig = Neura
     losses: list[float] = []
     with frozen_eval(model):
         clean_var = output_variance(model, x_all)
-        target = nn.Parameter(_outputs(model, x_all).mean(dim=0))
+        target = nn.Parameter(batched(lambda b: model(b).float(), x_all).mean(dim=0))
         opt = torch.optim.Adam([*trigger.parameters(), target], lr=config.lr)
         bar = tqdm(range(config.steps), desc="Neural Cleanse", disable=not progress, unit="step")
         for _ in bar:
@@ -108,17 +108,11 @@ def neural_cleanse(model: nn.Module, images, config: NeuralCleanseConfig = Neura
             opt.step()
             losses.append(loss.item())
             bar.set_postfix(err=f"{error.item():.2e}", mask=f"{mask_mean.item():.4f}")
-        with torch.no_grad():
-            outputs = _outputs(model, x_all, trigger)
-            statistic = float(trigger.mask.mean())
+        outputs = batched(lambda b: model(trigger(b)).float(), x_all)
+        statistic = float(trigger.mask.detach().mean())
     residual = float(outputs.var(dim=0).sum() / clean_var)
     return ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=residual,
                       backdoored=statistic < config.threshold and residual < config.collapse,
                       target=outputs.mean(dim=0).numpy(), losses=losses, seconds=time.perf_counter() - t0,
                       generator=trigger.eval())
 
-
-def _outputs(model: nn.Module, x: torch.Tensor, transform: "nn.Module | None" = None) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + 256] if transform is None else transform(x[i:i + 256])).float()
-                          for i in range(0, len(x), 256)])

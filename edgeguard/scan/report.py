@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 from torch import nn
 
-from edgeguard.scan.drmguard import ScanResult, as_float_images
+from edgeguard.scan.drmguard import ScanResult, as_float_images, batched, frozen_eval
 
 
 def scan_record(result: ScanResult, method: str, **extra: Any) -> dict[str, Any]:
@@ -35,13 +34,10 @@ def write_report(result: ScanResult, model: nn.Module, images, png: "str | Path"
     import matplotlib.pyplot as plt
 
     x = as_float_images(images)
-    with torch.no_grad():
-        generated = torch.cat([result.generator(x[i:i + 256]) for i in range(0, len(x), 256)])
-        was_training = model.training
-        model.eval()
-        clean_out = torch.cat([model(x[i:i + 256]).float() for i in range(0, len(x), 256)]).numpy()
-        gen_out = torch.cat([model(generated[i:i + 256]).float() for i in range(0, len(x), 256)]).numpy()
-        model.train(was_training)
+    generated = batched(result.generator, x)
+    with frozen_eval(model):
+        clean_out = batched(lambda b: model(b).float(), x).numpy()
+        gen_out = batched(lambda b: model(b).float(), generated).numpy()
     heat = (generated - x).abs().mean(dim=(0, 1)).numpy()
     n = min(show, len(x))
     fig = plt.figure(figsize=(2.0 * n, 5.2))
