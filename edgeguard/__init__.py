@@ -9,6 +9,6 @@ from edgeguard import errors
 from edgeguard.errors import EdgeGuardError
 from edgeguard.purify import Purifier, PurifierConfig, PurifyResult
 from edgeguard.runtime import load_engine
+from edgeguard.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["EdgeGuardError", "Purifier", "PurifierConfig", "PurifyResult", "errors", "load_engine", "__version__"]

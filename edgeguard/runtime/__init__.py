@@ -1,0 +1,75 @@
+"""Inference engines behind one interface (numpy in, numpy out).
+
+    engine = load_engine("model.onnx")              # ONNX Runtime, CPU unless told otherwise
+    logits = engine(frames)                         # (N, 3, 32, 32) float32 in [0, 1]
+    restored = load_engine("mae.engine")(frames, mask)   # TensorRT, with its sidecar mae.engine.json
+
+Backends: ``onnxruntime`` (.onnx; any CPU, CUDA with onnxruntime-gpu), ``tensorrt``
+(.engine/.plan built by export/build_engine.py; needs tensorrt and pycuda) and ``torch``
+(an ``nn.Module``, on the CPU or a CUDA device). Sessions and engines are created on first
+use, and optional dependencies are imported there, with an error that names the package to
+install. Nothing here imports torch unless a torch module is handed in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.runtime.base import Engine
+from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
+from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
+from edgeguard.runtime.tensorrt_engine import TensorRTEngine
+from edgeguard.runtime.torch_engine import TorchEngine
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def load_engine(source: Any, backend: str = "auto", *, input_shape: Optional[Sequence[int]] = None,
+                **options: Any) -> Engine:
+    """An Engine for ``source``: an ``.onnx`` path (ONNX Runtime), an ``.engine``/``.plan``
+    path (TensorRT), an ``nn.Module`` (torch), or an Engine (returned as is).
+
+    Args:
+        source: what to run.
+        backend: "auto" picks by the source's kind; naming one refuses a source of another kind.
+        input_shape: the per-sample shape of the first input this pipeline will feed, e.g.
+            (3, 32, 32); an engine built for another size is refused (ModelFormatError).
+        options: for the backend: ``providers``/``threads`` (onnxruntime), ``cuda_graph``
+            (tensorrt), ``input_names``/``device``/``half`` (torch; an MAE restorer gets
+            ("image", "mask") automatically).
+    """
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+    engine = _make(source, backend, options)
+    if input_shape is not None:
+        engine.check_input_shape(input_shape)
+    return engine
+
+
+def _make(source: Any, backend: str, options: dict) -> Engine:
+    if isinstance(source, Engine):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if backend == "torch":
+            raise InvalidArgumentError("the torch backend takes an nn.Module, not a file")
+        kind = "tensorrt" if path.suffix in ENGINE_SUFFIXES else "onnxruntime" if path.suffix == ".onnx" else None
+        if kind is None:
+            raise InvalidArgumentError(f"{path}: expected an .onnx model or a TensorRT {'/'.join(ENGINE_SUFFIXES)} engine")
+        if backend not in ("auto", kind):
+            raise InvalidArgumentError(f"{path} is a {kind} file; the {backend} backend cannot run it")
+        return TensorRTEngine(path, **options) if kind == "tensorrt" else OnnxRuntimeEngine(path, **options)
+    if hasattr(source, "forward") and hasattr(source, "parameters"):
+        if backend not in ("auto", "torch"):
+            raise InvalidArgumentError(f"export the module first (export/build_engine.py) to run it with {backend}")
+        if "input_names" not in options and hasattr(getattr(source, "config", None), "num_tokens"):
+            options["input_names"] = ("image", "mask")
+        return TorchEngine(source, **options)
+    raise InvalidArgumentError(
+        f"cannot make an engine from {type(source).__name__}; pass an .onnx/.engine path or an nn.Module")
+
+
+__all__ = ["BACKENDS", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine", "TorchEngine",
+           "load_engine", "sidecar_path"]

@@ -1,0 +1,77 @@
+"""ONNX Runtime backend: any CPU, or a GPU with onnxruntime-gpu."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edgeguard.errors import InvalidArgumentError, InvalidInputError, ModelFormatError, require
+from edgeguard.runtime.base import Engine
+from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+
+class OnnxRuntimeEngine(Engine):
+    """An ONNX model run by ONNX Runtime; the session is created lazily.
+
+    A sidecar next to the file (written by ``export/build_engine.py --backend onnxruntime``)
+    is read and checked when present; plain exported .onnx files need none.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidArgumentError(f"model file {self.path} does not exist")
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
+        self.threads = threads
+        self.sidecar = EngineSidecar.read(self.path) if sidecar_path(self.path).is_file() else None
+        self._session = None
+
+    @property
+    def session(self):
+        if self._session is None:
+            ort = require("onnxruntime", "the ONNX Runtime backend", "onnx")
+            options = ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            try:
+                self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise ModelFormatError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+            log.info("ONNX Runtime session for %s on %s", self.path.name, self._session.get_providers()[0])
+        return self._session
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.sidecar is not None:
+            return tuple(self.sidecar.inputs)
+        return tuple(i.name for i in self.session.get_inputs())
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[Optional[int], ...]]:
+        if self.sidecar is not None:
+            return {k: tuple(v) for k, v in self.sidecar.inputs.items()}
+        return {i.name: tuple(d if isinstance(d, int) else None for d in i.shape[1:])
+                for i in self.session.get_inputs()}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self.sidecar is not None:
+            return dict(self.sidecar.model)
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.session.run(None, dict(zip(self.input_names, arrays)))
+        except Exception as exc:
+            shapes = [a.shape for a in arrays]
+            raise InvalidInputError(f"{self.path.name} rejected inputs of shapes {shapes}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeEngine({self.path.name}, {self.providers[0]})"

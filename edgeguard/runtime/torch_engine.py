@@ -1,0 +1,62 @@
+"""PyTorch backend: an ``nn.Module`` on the CPU or a CUDA device (GPU speed without TensorRT)."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edgeguard.errors import InvalidArgumentError
+from edgeguard.runtime.base import Engine
+
+
+class TorchEngine(Engine):
+    """An ``nn.Module`` run under ``torch.inference_mode`` in eval mode.
+
+    Args:
+        module: the model; moved to ``device`` when one is given.
+        input_names: names of ``forward``'s inputs, in order.
+        device: e.g. "cuda" or "cuda:1"; None keeps the module where it is.
+        half: run in float16 (CUDA only); inputs are cast on the device, outputs come back float32.
+    """
+
+    backend = "torch"
+
+    def __init__(self, module: Any, input_names: Sequence[str] = ("image",), device: Optional[str] = None,
+                 half: bool = False):
+        super().__init__()
+        import torch
+
+        if device is not None:
+            device = torch.device(device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise InvalidArgumentError(f"device {device} asked for, but this PyTorch has no CUDA device")
+            module = module.to(device)
+        self.device = next(module.parameters()).device
+        if half and self.device.type != "cuda":
+            raise InvalidArgumentError("half precision needs a CUDA device")
+        self.half = half
+        self.dtype = torch.float16 if half else torch.float32
+        self.module = module.to(self.dtype).eval()
+        self._names = tuple(input_names)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        config = getattr(self.module, "config", None)
+        if hasattr(config, "patch_size") and hasattr(config, "img_size"):
+            return {"mae_img_size": str(config.img_size), "mae_patch_size": str(config.patch_size)}
+        return {}
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(*(torch.from_numpy(a).to(self.device, self.dtype, non_blocking=True) for a in arrays))
+        return [out.float().cpu().numpy()]
+
+    def __repr__(self) -> str:
+        precision = ", fp16" if self.half else ""
+        return f"TorchEngine({type(self.module).__name__}, {self.device}{precision})"
