@@ -1,43 +1,115 @@
-"""Export a model for deployment: ``python export/build_engine.py --task signs --attack badnets --onnx model.onnx``.
+"""Build deployable engines: ONNX in, TensorRT engine (or ONNX Runtime model) + sidecar out.
 
-A thin CLI over ``edgeguard.deploy``. Today it writes an ONNX model (opset >= 17, symbolic
-batch axis, checked against torch with ONNX Runtime) from a victim model in the cache, or
-from a safetensors state dict given with ``--weights``. TensorRT engine building is not
-written yet.
+    python export/build_engine.py model.onnx --precision fp16            # -> model.engine (+ .json)
+    python export/build_engine.py model.onnx --backend onnxruntime       # -> model.ort.onnx, no GPU needed
+    python export/build_engine.py --task signs --attack badnets --restorer --out-dir engines/
+
+With --task, the cached victim model (trained if missing) and, with --restorer, the tiny MAE
+restorer fine-tuned for that task are first exported to ONNX in --out-dir, then built.
+A thin CLI over ``edgeguard.deploy``; exit status 0 on success, 2 on any error (a missing
+tensorrt package, a bad ONNX, an engine failing the accuracy gate), with the reason.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _profile(text: str) -> tuple[int, int, int]:
+    try:
+        low, opt, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"profile must be MIN:OPT:MAX batch sizes, got {text!r}") from None
+    return low, opt, high
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("onnx", nargs="?", help="ONNX model to build (or use --task)")
+    p.add_argument("-o", "--out", help="engine file to write (default: next to the ONNX, .engine or .ort.onnx)")
+    p.add_argument("--backend", default="tensorrt", choices=["tensorrt", "onnxruntime"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--calibration", metavar="DIR_OR_NPZ",
+                   help="frames like the deployed ones, in any dataset format edgeguard reads (image folder, "
+                        "CIFAR batches, .npz): int8 calibration and the accuracy gate; a few hundred are enough")
+    p.add_argument("--profile", action="append", type=_profile, metavar="MIN:OPT:MAX",
+                   help="TensorRT optimisation profile (repeatable; default 1:1:1 and 1:25:25)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file (read if present, then updated)")
+    p.add_argument("--workspace-gib", type=float, default=1.0)
+    p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimisation level 0-5")
+    g = p.add_argument_group("export a cached edgeguard model first")
+    g.add_argument("--task", choices=["signs", "gaze"])
+    g.add_argument("--attack", default="none", help="which cached victim to export (trained if missing)")
+    g.add_argument("--weights", help="a safetensors state dict of the task's model instead of a cached victim")
+    g.add_argument("--width", type=float, default=0.125)
+    g.add_argument("--restorer", action="store_true", help="also export and build the task's MAE restorer")
+    g.add_argument("--out-dir", default="engines", help="where exported ONNX and engines go (with --task)")
+    return p
+
+
+def _export(args) -> list[Path]:
+    """ONNX files of the cached model (and restorer) of ``args.task`` in --out-dir."""
+    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.victims import TASKS, VictimConfig, get_victim, restorer_images
+
+    out = Path(args.out_dir)
+    config = VictimConfig(task=args.task, attack=args.attack, width=args.width)
+    shape = (3, 32, 32) if args.task == "signs" else (1, 36, 60)
+    if args.weights:
+        from edgeguard.deploy.weights import load_model_weights
+
+        model = load_model_weights(TASKS[args.task].model, args.weights, width=args.width)
+    else:
+        model = get_victim(config).model
+    task = "classification" if args.task == "signs" else "regression"
+    paths = [export_onnx(model, out / "model.onnx", shape, metadata={"role": "model", "task": task,
+                                                                        "edgeguard_task": args.task})]
+    if args.restorer:
+        from edgeguard.restorer import FINETUNE, get_restorer
+
+        mae = get_restorer(finetune=FINETUNE, images=restorer_images(config))
+        paths.append(export_restorer(mae, out / "mae.onnx", shape))
+    return paths
+
+
+def _default_out(onnx: Path, backend: str) -> Path:
+    return onnx.with_suffix(".engine") if backend == "tensorrt" else onnx.with_suffix(".ort.onnx")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    p.add_argument("--task", default="signs", choices=["signs", "gaze"])
-    p.add_argument("--attack", default="none", help="which cached victim to export (trained if missing)")
-    p.add_argument("--weights", help="a safetensors state dict of the task's model instead of a cached victim")
-    p.add_argument("--width", type=float, default=0.125)
-    p.add_argument("--onnx", required=True, help="ONNX file to write")
-    p.add_argument("--opset", type=int, default=17)
-    args = p.parse_args(argv)
+    args = _parser().parse_args(argv)
+    if (args.onnx is None) == (args.task is None):
+        print("build_engine: error: give an ONNX file or --task (not both)", file=sys.stderr)
+        return 2
+    if args.out and args.task and args.restorer:
+        print("build_engine: error: --out names one engine; with --restorer use --out-dir", file=sys.stderr)
+        return 2
 
-    from edgeguard.deploy import export_onnx
+    import numpy as np
+
+    from edgeguard.deploy import BuildConfig, build_engine
     from edgeguard.errors import EdgeGuardError
-    from edgeguard.victims import TASKS, VictimConfig, get_victim
 
     try:
-        if args.weights:
-            from edgeguard.deploy.weights import load_model_weights
+        images = None
+        if args.calibration:
+            from edgeguard.data.loaders import load_dataset
 
-            model = load_model_weights(TASKS[args.task].model, args.weights, width=args.width)
-        else:
-            model = get_victim(VictimConfig(task=args.task, attack=args.attack, width=args.width)).model
-        shape = (3, 32, 32) if args.task == "signs" else (1, 36, 60)
-        path = export_onnx(model, args.onnx, shape, opset=args.opset)
+            images = load_dataset(args.calibration).images[:500]
+        config = BuildConfig(backend=args.backend, precision=args.precision,
+                             profiles=tuple(args.profile) if args.profile else BuildConfig.profiles,
+                             timing_cache=args.timing_cache, workspace_gib=args.workspace_gib,
+                             optimization_level=args.opt_level)
+        sources = _export(args) if args.task else [Path(args.onnx)]
+        for source in sources:
+            out = Path(args.out) if args.out else _default_out(source, args.backend)
+            # The restorer's calibration frames are the model's; both see the same camera.
+            print(build_engine(source, out, config, images=None if images is None else np.asarray(images)))
     except EdgeGuardError as exc:
         print(f"build_engine: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path}")
     return 0
 
 

@@ -150,7 +150,7 @@ def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
     mae = _tiny()
     path = export_restorer(mae, tmp_path / "mae.onnx", (3, 32, 32))
     engine = load_engine(path)
-    assert engine.metadata == {"mae_img_size": "32", "mae_patch_size": "4"}
+    assert engine.metadata == {"role": "restorer", "mae_img_size": "32", "mae_patch_size": "4"}
     x = torch.rand(5, 3, 32, 32)
     mask = torch.stack([_random_mask(1, 64, r, seed=i)[0] for i, r in enumerate((0.0, 0.05, 0.3, 0.75, 1.0))])
     with torch.no_grad():

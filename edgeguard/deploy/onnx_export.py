@@ -24,6 +24,7 @@ def export_onnx(
     binary_inputs: Collection[str] = (),
     dynamic_batch: bool = True,
     atol: float = 1e-4,
+    metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Export ``model`` (eval mode) to ONNX and check ONNX Runtime matches torch.
 
@@ -37,6 +38,8 @@ def export_onnx(
         binary_inputs: inputs drawn as 0/1 for the check (masks); the others uniform in [0, 1].
         dynamic_batch: make the batch axis symbolic.
         atol: largest tolerated |onnx - torch| on a random batch of 3; raises ModelFormatError above.
+        metadata: facts stored in the model's metadata_props (as strings), e.g. ``task``
+            ("classification" or "regression"); engines built from it carry them on.
     """
     torch = require("torch", "ONNX export", "train")
     if opset < MIN_OPSET:
@@ -78,6 +81,12 @@ def export_onnx(
     err = float(np.abs(got - want).max())
     if err > atol:
         raise ModelFormatError(f"exported {path} differs from torch by {err:.2e} (> {atol:.0e})")
+    if metadata:
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.save(proto, str(path))
     log.info("exported %s (opset %d, max |onnx - torch| = %.1e)", path, opset, err)
     return path
 
@@ -86,14 +95,9 @@ def export_restorer(mae, path: str | Path, image_shape: Sequence[int], opset: in
                     atol: float = 1e-4) -> Path:
     """Export an MAE restorer: inputs "image" (N, C, H, W) in [0, 1] at data size and
     "mask" (N, L) with 1 = masked; output "restored" (N, C, H, W). The MAE's input and
-    patch sizes are stored as model metadata."""
-    path = export_onnx(mae, path, {"image": tuple(image_shape), "mask": (mae.config.num_tokens,)}, opset,
-                       output_name="restored", binary_inputs=("mask",), atol=atol)
-    onnx = require("onnx", "ONNX export", "onnx")
-    proto = onnx.load(str(path))
-    # The purifier reads the token grid from here (edgeguard.runtime.Engine.metadata).
-    for key, value in (("mae_img_size", mae.config.img_size), ("mae_patch_size", mae.config.patch_size)):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    onnx.save(proto, str(path))
-    return path
+    patch sizes are stored as model metadata, where the purifier reads its token grid
+    (edgeguard.runtime.Engine.metadata)."""
+    return export_onnx(mae, path, {"image": tuple(image_shape), "mask": (mae.config.num_tokens,)}, opset,
+                       output_name="restored", binary_inputs=("mask",), atol=atol,
+                       metadata={"role": "restorer", "mae_img_size": mae.config.img_size,
+                                 "mae_patch_size": mae.config.patch_size})

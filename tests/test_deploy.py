@@ -1,0 +1,159 @@
+"""Engine building and loading: ONNX Runtime builds (fp32, int8), the metadata sidecar and its
+checks, the TensorRT path where tensorrt is installed, the build_engine.py CLI."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeguard.deploy import BuildConfig, build_engine, export_onnx, export_restorer  # noqa: E402
+from edgeguard.errors import InvalidArgumentError, MissingDependencyError, ModelFormatError  # noqa: E402
+from edgeguard.runtime import EngineSidecar, TensorRTEngine, load_engine, sidecar_path  # noqa: E402
+
+from conftest import toy_classification  # noqa: E402
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+REPO = Path(__file__).resolve().parents[1]
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self, classes=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deploy") / "tiny.onnx"
+    return export_onnx(TinyNet(), path, (3, 32, 32), metadata={"task": "classification"})
+
+
+def test_onnxruntime_build_writes_a_checked_sidecar(onnx_model, tmp_path):
+    out = tmp_path / "tiny.ort.onnx"
+    report = build_engine(onnx_model, out, BuildConfig(backend="onnxruntime"))
+    assert report.max_abs_diff < 1e-5 and report.sidecar == sidecar_path(out)
+    sidecar = json.loads(report.sidecar.read_text())
+    assert sidecar["inputs"] == {"image": [3, 32, 32]} and sidecar["model"]["task"] == "classification"
+    engine = load_engine(out, input_shape=(3, 32, 32))
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(engine(x), load_engine(onnx_model)(x), atol=1e-5)
+    assert engine.metadata["task"] == "classification"
+
+
+def test_a_mismatched_engine_is_refused(onnx_model, tmp_path):
+    out = tmp_path / "tiny.ort.onnx"
+    build_engine(onnx_model, out, BuildConfig(backend="onnxruntime"))
+    with pytest.raises(ModelFormatError, match=r"\(3, 32, 32\).*feeds \(3, 64, 64\)"):
+        load_engine(out, input_shape=(3, 64, 64))
+    # A sidecar that belongs to another file (the engine was replaced) is refused.
+    out.write_bytes(Path(onnx_model).read_bytes())
+    with pytest.raises(ModelFormatError, match="checksum"):
+        load_engine(out)
+
+
+def test_tensorrt_engines_need_their_sidecar_and_its_versions(tmp_path):
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(ModelFormatError, match="sidecar"):
+        load_engine(plan)
+    EngineSidecar(backend="tensorrt", engine_sha256="0" * 64, inputs={"image": [3, 32, 32]},
+                  outputs=["output"]).write(plan)
+    with pytest.raises(ModelFormatError, match="checksum"):
+        load_engine(plan)
+    from edgeguard.runtime.sidecar import file_sha256
+
+    sidecar = EngineSidecar(backend="tensorrt", engine_sha256=file_sha256(plan), inputs={"image": [3, 32, 32]},
+                            outputs=["output"], model={"task": "classification"}, tensorrt_version="10.3.0",
+                            gpu="Orin")
+    sidecar.write(plan)
+    engine = load_engine(plan, input_shape=(3, 32, 32))  # checked from the sidecar, nothing loaded yet
+    assert isinstance(engine, TensorRTEngine) and engine.metadata == {"task": "classification"}
+    with pytest.raises(ModelFormatError, match="feeds"):
+        load_engine(plan, input_shape=(1, 36, 60))
+    with pytest.raises(ModelFormatError, match="TensorRT 10.3.0, this machine has 10.16"):
+        sidecar.check_runtime("10.16.0", "Orin")
+    with pytest.raises(ModelFormatError, match="built on Orin"):
+        sidecar.check_runtime("10.3.0", "NVIDIA H100")
+    if not HAS_TENSORRT:
+        with pytest.raises(MissingDependencyError, match="tensorrt"):
+            engine(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(InvalidArgumentError, match="tensorrt file"):
+        load_engine(plan, backend="onnxruntime")
+
+
+def test_int8_build_is_calibrated_on_frames_and_keeps_the_answers(tmp_path):
+    from edgeguard.train import TrainConfig, fit
+
+    model = TinyNet()
+    fit(model, toy_classification(400, seed=3), TrainConfig(epochs=3, batch_size=64, lr=0.05), progress=False)
+    path = export_onnx(model.eval(), tmp_path / "toy.onnx", (3, 32, 32), metadata={"task": "classification"})
+    report = build_engine(path, tmp_path / "toy_int8.ort.onnx", BuildConfig(backend="onnxruntime", precision="int8"),
+                          images=toy_classification(300, seed=4).images)
+    assert report.top1_agreement >= 0.95 and report.frames == 100
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "toy_int8.ort.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops or "QLinearConv" in ops
+    with pytest.raises(InvalidArgumentError, match="calibration"):
+        build_engine(path, tmp_path / "x.onnx", BuildConfig(backend="onnxruntime", precision="int8"))
+
+
+def test_restorer_builds_keep_the_token_grid(tmp_path):
+    from edgeguard.models import create_model
+
+    mae = create_model("mae_tiny_patch4")
+    path = export_restorer(mae, tmp_path / "mae.onnx", (3, 32, 32))
+    build_engine(path, tmp_path / "mae.ort.onnx", BuildConfig(backend="onnxruntime"))
+    from edgeguard.purify.bdmae import token_grid_of
+
+    assert token_grid_of(load_engine(tmp_path / "mae.ort.onnx")) == (8, 32, 4)
+
+
+def test_build_config_checks():
+    with pytest.raises(InvalidArgumentError):
+        BuildConfig(backend="onnxruntime", precision="fp16")
+    with pytest.raises(InvalidArgumentError):
+        BuildConfig(profiles=((4, 2, 8),))
+    with pytest.raises(InvalidArgumentError):
+        BuildConfig(precision="int4")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, str(REPO / "export" / "build_engine.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the message given where tensorrt is missing")
+def test_cli_without_tensorrt_names_the_package_and_onnxruntime_works(onnx_model, tmp_path):
+    res = _cli(onnx_model, "-o", tmp_path / "tiny.engine")
+    assert res.returncode == 2 and "'tensorrt' package" in res.stderr and "--backend onnxruntime" in res.stderr
+    res = _cli(onnx_model, "--backend", "onnxruntime", "-o", tmp_path / "tiny.ort.onnx")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "tiny.ort.onnx.json").is_file() and "max |engine - onnx fp32|" in res.stdout
+    res = _cli(tmp_path / "missing.onnx", "--backend", "onnxruntime")
+    assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TENSORRT, reason="needs tensorrt (and a GPU)")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_matches_onnxruntime(onnx_model, tmp_path, precision):
+    out = tmp_path / f"tiny_{precision}.engine"
+    report = build_engine(onnx_model, out, BuildConfig(precision=precision, timing_cache=str(tmp_path / "cache")))
+    assert (tmp_path / "cache").is_file()
+    engine = load_engine(out, input_shape=(3, 32, 32))
+    x = np.random.default_rng(1).random((30, 3, 32, 32), dtype=np.float32)  # > max profile batch 25
+    np.testing.assert_allclose(engine(x), load_engine(onnx_model)(x), atol=1e-3 if precision == "fp32" else 5e-2)
+    graphed = load_engine(out, cuda_graph=True)
+    np.testing.assert_allclose(graphed(x[:1]), engine(x[:1]), atol=1e-5)
+    assert report.max_abs_diff < 5e-2
