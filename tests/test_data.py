@@ -276,3 +276,26 @@ def test_npz_errors(tmp_path):
         load_npz(tmp_path / "float.npz")
     with pytest.raises(DataFormatError):
         load_dataset(tmp_path / "nothing-here")
+
+
+def test_trigger_video_pastes_a_drifting_sticker_in_some_shots():
+    from edgeguard.data import make_trigger_video
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 200, (5, 32, 32, 3), dtype=np.uint8)
+    triggered = clean.copy()
+    triggered[:, 26:29, 26:29] = 255  # a 3x3 sticker near the corner
+    video = make_trigger_video(clean, triggered, np.arange(5), shots=6, frames_per_shot=10, max_drift=2,
+                               drift_prob=1.0, noise=0.0, flicker=0.0, seed=1)
+    assert video.frames.shape == (60, 32, 32, 3) and len(video) == 60
+    per_shot = video.triggered.reshape(6, 10)
+    assert per_shot.any(axis=1).sum() == 3  # half the shots
+    assert not per_shot[:, 0].any()  # the sticker appears part-way
+    assert np.abs(video.offset).max() == 2 and (np.abs(video.offset) <= 2).all()
+    for t in np.flatnonzero(video.triggered):
+        dy, dx = video.offset[t]
+        np.testing.assert_array_equal(video.frames[t, 26 + dy:29 + dy, 26 + dx:29 + dx], 255)
+    for t in np.flatnonzero(~video.triggered):
+        assert any(np.array_equal(video.frames[t], c) for c in clean)
+    # Frames of a shot show one scene (one label).
+    assert (video.labels.reshape(6, 10) == video.labels.reshape(6, 10)[:, :1]).all()

@@ -199,3 +199,76 @@ def test_patchcleanser_masks_cover_every_patch_and_recover_the_answer(setup):
     truth = ScriptedModel()(clean).argmax(1)
     np.testing.assert_array_equal(defense(ScriptedModel(), triggered), truth)
     np.testing.assert_array_equal(defense(ScriptedModel(), clean), truth)
+
+
+# -- video streams ------------------------------------------------------------------------
+def _stream(purifier, frames, **options):
+    from edgeguard.purify import StreamConfig
+
+    return list(purifier.stream(frames, StreamConfig(**options)))
+
+
+def test_a_cold_stream_is_the_batch_method_frame_by_frame(setup):
+    clean, triggered, restorer = setup
+    frames = np.stack([clean[0], triggered[0], triggered[1], clean[2]])
+    purifier = Purifier(ScriptedModel(), restorer)
+    batch = purifier(frames)
+    results = _stream(purifier, frames, warm_start=False)
+    assert [len(r) for r in results] == [1, 1, 1, 1]
+    np.testing.assert_array_equal(np.concatenate([r.prediction for r in results]), batch.prediction)
+    np.testing.assert_array_equal(np.concatenate([r.token_scores for r in results]), batch.token_scores)
+    assert not any(r.warm_started[0] for r in results)
+
+
+def test_warm_start_builds_on_the_previous_frame_and_still_removes_the_trigger(setup):
+    clean, triggered, restorer = setup
+    truth = ScriptedModel()(clean[:1]).argmax(1)[0]
+    results = _stream(Purifier(ScriptedModel(), restorer), np.repeat(triggered[:1], 6, axis=0))
+    warm = [bool(r.warm_started[0]) for r in results]
+    assert warm == [False] + [True] * 5
+    assert all(r.prediction[0] == truth for r in results)
+    # A warm frame runs 5 stage-1 masks and 4 + 4 refinement steps: 1 + 5 + 8 + 1 model calls.
+    assert results[0].restorer_calls == 50 and results[1].restorer_calls == 5 + 8 + 5
+    assert results[1].model_calls == 1 + 5 + 8 + 1
+    # The rounds rotate, so the warm frames see different masks.
+    assert not np.array_equal(results[1].stage1_scores[1], results[2].stage1_scores[1])
+
+
+def test_a_scene_cut_or_an_appearing_trigger_makes_the_frame_cold(setup):
+    clean, triggered, restorer = setup
+    purifier = Purifier(ScriptedModel(), restorer)
+    # The sticker changes few pixels (no scene cut) but moves most restorations' answers.
+    assert np.abs(triggered[0] - clean[0]).mean() < 0.08
+    results = _stream(purifier, np.stack([clean[0], clean[0], triggered[0], triggered[0]]))
+    assert [bool(r.warm_started[0]) for r in results] == [False, True, False, True]
+    assert results[2].prediction[0] == ScriptedModel()(clean[:1]).argmax(1)[0]
+    other = int(np.argmax(np.abs(clean - clean[0]).mean(axis=(1, 2, 3))))
+    assert np.abs(clean[other] - clean[0]).mean() > 0.08
+    results = _stream(purifier, np.stack([clean[0], clean[0], clean[other]]))
+    assert [bool(r.warm_started[0]) for r in results] == [False, True, False]
+
+
+def test_stream_input_checks(setup):
+    from edgeguard.purify import StreamConfig
+
+    clean, _, restorer = setup
+    with pytest.raises(InvalidInputError, match="one frame at a time"):
+        _stream(Purifier(ScriptedModel(), restorer), [clean[:2]])
+    with pytest.raises(InvalidArgumentError):
+        StreamConfig(momentum=1.0)
+    with pytest.raises(InvalidArgumentError):
+        StreamConfig(flip_jump=2.0)
+
+
+def test_a_bad_frame_does_not_break_the_stream(setup):
+    from edgeguard.purify import FrameStream
+
+    clean, triggered, restorer = setup
+    stream = FrameStream(Purifier(ScriptedModel(), restorer))
+    stream(triggered[0])
+    with pytest.raises(InvalidInputError):
+        stream(np.full_like(triggered[0], np.nan))
+    after = stream(triggered[0])
+    assert after.warm_started[0] and after.prediction[0] == ScriptedModel()(clean[:1]).argmax(1)[0]
+    stream.reset()
+    assert not stream(triggered[0]).warm_started[0]

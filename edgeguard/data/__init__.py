@@ -9,6 +9,7 @@ from edgeguard.data.gaze import make_gaze
 from edgeguard.data.loaders import load_cifar10, load_dataset, load_image_folder, load_npz, save_npz
 from edgeguard.data.photos import photo_pool, random_crops
 from edgeguard.data.signs import make_signs
+from edgeguard.data.video import TriggerVideo, make_trigger_video
 
 __all__ = [
     "ImageDataset",
@@ -16,6 +17,8 @@ __all__ = [
     "to_uint8_nhwc",
     "make_signs",
     "make_gaze",
+    "make_trigger_video",
+    "TriggerVideo",
     "photo_pool",
     "random_crops",
     "load_cifar10",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -109,6 +109,38 @@ class PurifierConfig:
             raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
 
 
+@dataclass(frozen=True)
+class StreamConfig:
+    """Video settings of ``Purifier.stream`` (not in BDMAE; measured by benchmarks/stream.py).
+
+    Consecutive frames of a camera are nearly the same picture, so a frame can build on the
+    previous frame's stage-1 scores instead of starting over.
+
+    Attributes:
+        warm_start: False gives every frame the full method (faithful).
+        momentum: share of the previous frame's stage-1 token scores a warm frame keeps; its
+            own single round of 5 masks gives the rest. The rounds rotate frame by frame, so
+            five frames together see the faithful 25 masks.
+        refine_steps: refinement steps per score on a warm frame (faithful: 10).
+        scene_cut: mean |frame - previous frame| (on the [0, 1] scale) above which the frame
+            starts cold: the scene changed.
+        flip_jump: a warm frame whose share of answer-moving restorations differs from the
+            previous frame's by more than this starts cold: a trigger appeared or left.
+    """
+
+    warm_start: bool = True
+    momentum: float = 0.6
+    refine_steps: int = 4
+    scene_cut: float = 0.08
+    flip_jump: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum < 1.0:
+            raise InvalidArgumentError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.refine_steps < 0 or self.scene_cut < 0 or not 0.0 <= self.flip_jump <= 1.0:
+            raise InvalidArgumentError("refine_steps and scene_cut must be >= 0, flip_jump in [0, 1]")
+
+
 @dataclass
 class PurifyResult:
     """What the purifier did to a batch of N frames (arrays lead with N).
@@ -123,6 +155,10 @@ class PurifyResult:
         model_calls, restorer_calls: engine queries per frame (a mean over the batch when
             early exit lets some frames skip stages 2 and 3).
         seconds: wall-clock for the batch.
+        flip_share: (N,) share of the stage-1 restorations that moved each frame's answer
+            (high on triggered frames: the restorations remove the trigger).
+        warm_started: (N,) bool, frames that built on the previous frame (Purifier.stream).
+        stage1_scores: (image, label) stage-1 token scores, each (N, L), before refinement.
     """
 
     purified: np.ndarray
@@ -134,6 +170,9 @@ class PurifyResult:
     model_calls: float
     restorer_calls: float
     seconds: float
+    flip_share: np.ndarray
+    warm_started: np.ndarray
+    stage1_scores: tuple[np.ndarray, np.ndarray] = field(repr=False)
     changed: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -245,16 +284,16 @@ class Purifier:
         return kernels.tokens_from_map(kernels.ssim_map(x, restored, border=cfg.ssim_border), pix2tok,
                                        grid * grid, empty=1.0)
 
-    def _refine(self, model, restorer, x, score, sizes, reference, grid, phase: int) -> np.ndarray:
-        """10 refinement steps of one score (B, L); returns the refined copy.
+    def _refine(self, model, restorer, x, score, sizes, reference, grid, phase: int, steps: int) -> np.ndarray:
+        """``steps`` refinement steps of one score (B, L); returns the refined copy.
 
-        Step j of ``phase`` grows its regions from random stream phase * steps + j + 1 of
-        the seed (stage 1 uses stream 0), the same for every frame, so a frame's regions
+        Step j of ``phase`` grows its regions from random stream phase * refine_steps + j + 1
+        of the seed (stage 1 uses stream 0), the same for every frame, so a frame's regions
         depend only on the frame."""
         cfg = self.config
         score = score.copy()
         b = len(score)
-        for step in range(cfg.refine_steps):
+        for step in range(steps):
             top = kernels.nested_topk(score, sizes[:, None])[:, 0] > 0
             stream = phase * cfg.refine_steps + step + 1
             blob = kernels.grow_regions(score, top, np.maximum(sizes // 2, 1), (grid, grid),
@@ -281,7 +320,31 @@ class Purifier:
             scale = np.where(over, scale * cfg.cap_factor, scale)
         return 1.0 - base[None, :] * scale[:, None]
 
-    def _refine_and_purify(self, x, image_score, label_score, reference, grid, pix2tok):
+    def _stage1(self, x, reference, rounds: np.ndarray, grid: int, pix2tok: np.ndarray):
+        """Stage 1 for frames x (B, C, H, W) with the stage-1 mask rounds ``rounds`` (indices
+        into the 5): image scores (B, L), label scores (B, L) and the share of restorations
+        that moved each frame's answer (B,)."""
+        b, _, h, w = x.shape
+        shape = x.shape[1:]
+        length = grid * grid
+        masks = self._stage1_masks(length)[rounds]
+        n_rounds, per_round = masks.shape[:2]
+        flat = masks.reshape(-1, length)
+        restored = self._run(self.restorer, np.repeat(x, len(flat), axis=0), np.tile(flat, (b, 1)))
+        answers = self._answer(self._run(self.model, restored))
+        moved = self._moved(answers, np.repeat(reference, len(flat), axis=0)).reshape(b, len(flat))
+        # A mean over the masks, so fewer masks (stream warm start) keep the scale of K = floor(sum).
+        label_score = (moved[:, :, None] * flat[None]).sum(axis=1) / len(flat)
+        pixel_masks = flat[:, pix2tok]  # (masks, h, w)
+        restored = restored.reshape(b, n_rounds, per_round, *shape)
+        weighted = np.cumsum((restored * pixel_masks.reshape(n_rounds, per_round, 1, h, w)).sum(axis=2), axis=1)
+        coverage = np.cumsum(pixel_masks.reshape(n_rounds, per_round, h, w).sum(axis=1), axis=0)[:, None]
+        average = np.where(coverage > 0, weighted / np.maximum(coverage, 1), x[:, None])
+        ssim = self._token_ssim(np.repeat(x, n_rounds, axis=0), average.reshape(-1, *shape), pix2tok, grid)
+        image_score = (1.0 - ssim).reshape(b, n_rounds, length).mean(axis=1)
+        return image_score, label_score, moved.mean(axis=1)
+
+    def _refine_and_purify(self, x, image_score, label_score, reference, grid, pix2tok, steps: int):
         """Stages 2 and 3 for frames x (B, C, H, W): refined combined scores (B, L), purified
         frames (B, C, H, W) and the restored-pixel masks (B, H, W)."""
         cfg = self.config
@@ -289,9 +352,9 @@ class Purifier:
         b, length = image_score.shape
         shape = x.shape[1:]
         k_image = (image_score >= cfg.image_score_cut).sum(axis=1)
-        image_score = self._refine(model, restorer, x, image_score, k_image, reference, grid, phase=0)
+        image_score = self._refine(model, restorer, x, image_score, k_image, reference, grid, 0, steps)
         k_label = np.floor(label_score.sum(axis=1)).astype(np.int64)
-        label_score = self._refine(model, restorer, x, label_score, k_label, reference, grid, phase=1)
+        label_score = self._refine(model, restorer, x, label_score, k_label, reference, grid, 1, steps)
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
 
         # Nested masks, restorations averaged inside the largest one.
@@ -309,46 +372,46 @@ class Purifier:
     # -- the whole thing ------------------------------------------------------------------
     def __call__(self, frames: np.ndarray) -> PurifyResult:
         """Purify a batch of frames: (N, H, W, C) uint8 or (N, C, H, W) float in [0, 1]."""
+        x, layout = _as_nchw(frames)
+        return self._purify(x, layout)
+
+    def _purify(self, x: np.ndarray, layout: str, warm: Optional["_WarmStart"] = None) -> PurifyResult:
+        """BDMAE on frames x (B, C, H, W); with ``warm`` (one frame, Purifier.stream) stage 1
+        runs one round of masks blended with the previous frame's scores, unless the share of
+        restorations that move the answer jumped, which makes the frame cold."""
         if self.task not in TASKS:
             raise InvalidArgumentError(f"task must be one of {TASKS}, got {self.task!r}")
         t0 = time.perf_counter()
         cfg = self.config
-        x, layout = _as_nchw(frames)
         b, _, h, w = x.shape
         model, restorer = self.model, self.restorer
         grid, size, patch = token_grid_of(restorer)
-        length = grid * grid
         pix2tok = pixel_token_map(h, w, size, patch)
         seen = (model.samples, restorer.samples)
-        shape = x.shape[1:]
 
         original = self._run(model, x)
         reference = self._answer(original)
-
-        # Stage 1: 25 masks, label score and cumulative image score.
-        masks = self._stage1_masks(length)
-        rounds, per_round = masks.shape[:2]
-        flat = masks.reshape(-1, length)
-        restored = self._run(restorer, np.repeat(x, len(flat), axis=0), np.tile(flat, (b, 1)))
-        answers = self._answer(self._run(model, restored))
-        moved = self._moved(answers, np.repeat(reference, len(flat), axis=0)).reshape(b, len(flat))
-        label_score = (moved[:, :, None] * flat[None]).sum(axis=1) / len(flat)
-        pixel_masks = flat[:, pix2tok]  # (25, h, w)
-        restored = restored.reshape(b, rounds, per_round, *shape)
-        weighted = np.cumsum((restored * pixel_masks.reshape(rounds, per_round, 1, h, w)).sum(axis=2), axis=1)
-        coverage = np.cumsum(pixel_masks.reshape(rounds, per_round, h, w).sum(axis=1), axis=0)[:, None]
-        average = np.where(coverage > 0, weighted / np.maximum(coverage, 1), x[:, None])
-        ssim = self._token_ssim(np.repeat(x, rounds, axis=0), average.reshape(-1, *shape), pix2tok, grid)
-        image_score = (1.0 - ssim).reshape(b, rounds, length).mean(axis=1)
+        steps, warm_started = cfg.refine_steps, False
+        if warm is not None:
+            image_score, label_score, flips = self._stage1(x, reference, np.array([warm.round]), grid, pix2tok)
+            warm_started = abs(float(flips[0]) - warm.flip_share) <= warm.config.flip_jump
+            if warm_started:
+                m = warm.config.momentum
+                image_score = m * warm.image_score + (1 - m) * image_score
+                label_score = m * warm.label_score + (1 - m) * label_score
+                steps = warm.config.refine_steps
+        if not warm_started:
+            image_score, label_score, flips = self._stage1(x, reference, np.arange(cfg.rounds), grid, pix2tok)
+        stage1 = (image_score.copy(), label_score.copy())
 
         # Frames that stage 1 finds clean (early exit) keep their frame and answer.
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
         purified, outputs, restored_px = x.copy(), original.copy(), np.zeros((b, h, w), bool)
-        active = np.ones(b, bool) if cfg.early_exit is None else moved.mean(axis=1) > cfg.early_exit
+        active = np.ones(b, bool) if cfg.early_exit is None else flips > cfg.early_exit
         if active.any():
             i = np.flatnonzero(active)
             score[i], purified[i], restored_px[i] = self._refine_and_purify(
-                x[i], image_score[i], label_score[i], reference[i], grid, pix2tok)
+                x[i], image_score[i], label_score[i], reference[i], grid, pix2tok, steps)
             outputs[i] = self._run(model, purified[i])
         log.debug("purified %d frames (%d past stage 1) in %.3f s; masks cover %.1f%% of pixels", b,
                   int(active.sum()), time.perf_counter() - t0, 100 * float(restored_px.mean()))
@@ -362,4 +425,64 @@ class Purifier:
             model_calls=(model.samples - seen[0]) / b,
             restorer_calls=(restorer.samples - seen[1]) / b,
             seconds=time.perf_counter() - t0,
+            flip_share=flips,
+            warm_started=np.full(b, warm_started),
+            stage1_scores=stage1,
         )
+
+    def stream(self, frames: Iterable[np.ndarray], config: Optional[StreamConfig] = None) -> Iterator[PurifyResult]:
+        """Purify a video frame by frame: one PurifyResult (of one frame) per frame, in order.
+
+        Each frame is (H, W, C) uint8 or (C, H, W) float in [0, 1] (or a batch of one). With
+        ``StreamConfig(warm_start=False)`` every frame gets the full method, exactly what
+        ``__call__`` gives it; with warm start, see StreamConfig. ``PurifierConfig.early_exit``
+        applies either way. A camera loop that must survive bad frames uses ``FrameStream``.
+        """
+        stream = FrameStream(self, config)
+        for frame in frames:
+            yield stream(frame)
+
+
+class FrameStream:
+    """Per-frame purification with the state warm start needs; ``Purifier.stream`` iterates it.
+
+        stream = FrameStream(purifier, StreamConfig())
+        result = stream(frame)      # a frame that raises leaves the state as it was
+    """
+
+    def __init__(self, purifier: Purifier, config: Optional[StreamConfig] = None):
+        self.purifier = purifier
+        self.config = config or StreamConfig()
+        self.frames_seen = 0
+        self._previous: Optional[tuple[np.ndarray, PurifyResult]] = None
+
+    def reset(self) -> None:
+        """Forget the previous frame (the next one starts cold)."""
+        self._previous = None
+
+    def __call__(self, frame: np.ndarray) -> PurifyResult:
+        x, layout = _as_nchw(frame)
+        if len(x) != 1:
+            raise InvalidInputError(f"stream takes one frame at a time, got a batch of {len(x)}")
+        config, previous = self.config, self._previous
+        warm = None
+        if (config.warm_start and previous is not None and previous[0].shape == x.shape
+                and float(np.abs(x - previous[0]).mean()) <= config.scene_cut):
+            before = previous[1]
+            warm = _WarmStart(*before.stage1_scores, flip_share=float(before.flip_share[0]),
+                              round=self.frames_seen % self.purifier.config.rounds, config=config)
+        result = self.purifier._purify(x, layout, warm)
+        self._previous = (x, result)
+        self.frames_seen += 1
+        return result
+
+
+@dataclass
+class _WarmStart:
+    """The previous frame's stage-1 state that a warm-started frame builds on."""
+
+    image_score: np.ndarray
+    label_score: np.ndarray
+    flip_share: float
+    round: int
+    config: StreamConfig
