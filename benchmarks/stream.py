@@ -1,0 +1,149 @@
+"""Purifier.stream on a synthetic camera video: faithful vs warm start vs early exit.
+
+    python -m benchmarks.stream --quick --json /tmp/stream.json                # ONNX Runtime, 2 threads
+    python -m benchmarks.stream --backend torch-cuda --json results/stream_gpu.json
+    python -m benchmarks.stream --backend tensorrt --json results/stream_trt.json
+    python -m benchmarks.stream --size 224 --backend torch-cuda --json ...     # speed only, ViT-B/16 MAE
+
+The video (edgeguard.data.video): shots of SynthSigns test frames with sensor noise and
+flicker; in half the shots the BadNets sticker appears part-way and drifts up to 2 px (the
+undefended model obeys it at its own place and partly one pixel off). The
+model is the demo's BadNets classifier, the restorer the demo's tiny MAE (4-px tokens),
+both exported to ONNX. Frames go through one at a time, as from a camera. Rows keyed mode
+(none, faithful, warm_start, early_exit, warm_start+early_exit), backend, fps, ca (clean
+frames), ba and asr (triggered frames), with the engine calls per frame and the share of
+warm-started frames. At --size 224 the models have random weights (ViT-B/16 MAE layout,
+a PreAct-ResNet-18 classifier): fps only, ca/ba/asr are null.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+
+VIDEO = {"quick": {"shots": 12, "frames_per_shot": 10}, "full": {"shots": 40, "frames_per_shot": 12}}
+# Early exit when at most this share of the stage-1 restorations moved the answer; the purify
+# benchmark's setting. On the quick video (faithful stage 1) clean frames reached at most 0.28
+# and frames the backdoor fires on at least 0.6.
+EARLY_EXIT = 0.3
+
+
+def modes():
+    from edgeguard.purify import PurifierConfig, StreamConfig
+
+    cold = StreamConfig(warm_start=False)
+    return {"faithful": (PurifierConfig(), cold), "warm_start": (PurifierConfig(), StreamConfig()),
+            "early_exit": (PurifierConfig(early_exit=EARLY_EXIT), cold),
+            "warm_start+early_exit": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig())}
+
+
+def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
+    """(model engine, restorer engine) on ``backend`` for torch modules ``model`` and ``mae``."""
+    from edgeguard.deploy import BuildConfig, build_engine, export_onnx, export_restorer
+    from edgeguard.runtime import load_engine
+
+    if backend in ("torch", "torch-cuda"):
+        device = "cuda" if backend == "torch-cuda" else "cpu"
+        return load_engine(model, device=device), load_engine(mae, device=device)
+    paths = [export_onnx(model, workdir / "model.onnx", shape, metadata={"task": "classification"}),
+             export_restorer(mae, workdir / "mae.onnx", shape, atol=1e-3)]
+    if backend == "onnxruntime":
+        return tuple(load_engine(p, threads=threads) for p in paths)
+    built = [build_engine(p, p.with_suffix(".engine"), BuildConfig(precision="fp16")).engine for p in paths]
+    return tuple(load_engine(p, cuda_graph=True) for p in built)
+
+
+def _video_32(size: dict):
+    """The demo victim, its restorer and the video."""
+    from edgeguard.data.video import make_trigger_video
+    from edgeguard.restorer import FINETUNE, get_restorer
+    from edgeguard.victims import VictimConfig, get_victim, restorer_images
+
+    victim = get_victim(VictimConfig(task="signs", attack="badnets"))
+    mae = get_restorer(finetune=FINETUNE, images=restorer_images(victim.config))
+    bd = victim.backdoor
+    video = make_trigger_video(victim.test.images[bd.index], bd.images, bd.labels, seed=7, **size)
+    return victim.model, mae, video, int(victim.attack.target_)
+
+
+def _video_224(size: dict):
+    """Random-weight models at 224 px and a video of random frames (speed only)."""
+    from edgeguard.data.video import make_trigger_video
+    from edgeguard.models import create_model
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
+    triggered = clean.copy()
+    triggered[:, -40:-8, -40:-8] = 255
+    video = make_trigger_video(clean, triggered, np.zeros(8, np.int64), seed=7, **size)
+    return create_model("preact_resnet18", num_outputs=43), create_model("mae_vit_base_patch16"), video, None
+
+
+def run_modes(purifier_for, video, target) -> list[dict]:
+    from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
+
+    rows = []
+    triggered = video.triggered
+    for mode, (config, stream_config) in {"none": (None, None), **modes()}.items():
+        t0 = time.perf_counter()
+        if config is None:
+            engine = purifier_for(None).model
+            pred = np.concatenate([engine(f[None].transpose(0, 3, 1, 2).astype(np.float32) / 255).argmax(1)
+                                   for f in video.frames])
+            calls, warm = (1.0, 0.0), 0.0
+        else:
+            results = list(purifier_for(config).stream(video.frames, stream_config))
+            pred = np.concatenate([r.prediction for r in results])
+            calls = (np.mean([r.model_calls for r in results]), np.mean([r.restorer_calls for r in results]))
+            warm = float(np.mean([r.warm_started[0] for r in results]))
+        seconds = time.perf_counter() - t0
+        row = {"mode": mode, "fps": round(len(video) / seconds, 2), "ca": None, "ba": None, "asr": None,
+               "model_calls": round(float(calls[0]), 1), "restorer_calls": round(float(calls[1]), 1),
+               "warm_share": round(warm, 3), "frames": len(video)}
+        if target is not None:
+            targets = np.full(int(triggered.sum()), target)
+            row.update(ca=clean_accuracy(pred[~triggered], video.labels[~triggered]),
+                       ba=backdoor_accuracy(pred[triggered], video.labels[triggered], targets),
+                       asr=attack_success_rate(pred[triggered], video.labels[triggered], targets))
+        print(row, file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = common.parser("stream", __doc__)
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "torch-cuda", "tensorrt"])
+    p.add_argument("--size", type=int, default=32, choices=[32, 224], help="frame side (224: random weights)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    args = p.parse_args(argv)
+    from edgeguard.purify import Purifier
+
+    size = VIDEO["quick" if args.quick else "full"]
+
+    def body() -> list[dict]:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        model, mae, video, target = (_video_32 if args.size == 32 else _video_224)(size)
+        shape = (3, args.size, args.size)
+        with tempfile.TemporaryDirectory(prefix="edgeguard-stream-") as tmp:
+            engines = _engines(args.backend, Path(tmp), model.eval(), mae.eval(), shape, args.threads)
+            rows = run_modes(lambda config: Purifier(*engines, config) if config else Purifier(*engines),
+                             video, target)
+        return [{**r, "backend": args.backend, "size": args.size} for r in rows]
+
+    config = {"mode": "quick" if args.quick else "full", **size, "early_exit": EARLY_EXIT, "size": args.size,
+              "threads": args.threads, "stream_modes": {k: {"purifier": vars(c), "stream": vars(s)}
+                                                        for k, (c, s) in modes().items()}}
+    record = common.run("stream", config, body, args.json, backend=args.backend)
+    print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
