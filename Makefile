@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgeguard-installed
 NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 
-.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels bench-eigenguard bench-scan clean help
+.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels bench-eigenguard bench-scan bench-stream clean help
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
@@ -55,6 +55,9 @@ bench-eigenguard: $(STAMP)
 
 bench-scan: $(STAMP)
 	$(PY) -m benchmarks.scan --json benchmarks/results/scan.json
+
+bench-stream: $(STAMP)
+	$(PY) -m benchmarks.stream --json benchmarks/results/stream.json
 
 clean:
 	rm -rf build build-cuda *.egg-info edgeguard/*.so

@@ -54,7 +54,8 @@ def build_tensorrt(source: Path, out_path: Path, info: OnnxInfo, config, tmp: Pa
 
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
-    builder_config.builder_optimization_level = config.optimization_level
+    if hasattr(builder_config, "builder_optimization_level"):  # from TensorRT 8.6
+        builder_config.builder_optimization_level = config.optimization_level
     if config.precision == "fp16" and has_flag:
         builder_config.set_flag(trt.BuilderFlag.FP16)
     if config.precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):

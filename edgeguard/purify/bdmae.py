@@ -23,7 +23,8 @@ restorations without using the answers; those calls are skipped (47 model calls 
 restorer calls per image instead of 52 and 50).
 
 Beyond the paper, off by default: ``PurifierConfig(early_exit=...)`` returns frames whose
-stage-1 answers barely moved unchanged, skipping stages 2 and 3.
+stage-1 answers barely moved unchanged, skipping stages 2 and 3; ``Purifier.stream`` with
+``StreamConfig(warm_start=True)`` lets a video frame build on the previous frame's scores.
 """
 from __future__ import annotations
 
