@@ -124,7 +124,8 @@ class StreamConfig:
             five frames together see the faithful 25 masks.
         refine_steps: refinement steps per score on a warm frame (faithful: 10).
         scene_cut: mean |frame - previous frame| (on the [0, 1] scale) above which the frame
-            starts cold: the scene changed.
+            starts cold: the scene changed. A frame on which the model answers differently
+            from the previous frame also starts cold.
         flip_jump: a warm frame whose share of answer-moving restorations differs from the
             previous frame's by more than this starts cold: a trigger appeared or left.
     """
@@ -285,21 +286,21 @@ class Purifier:
         return kernels.tokens_from_map(kernels.ssim_map(x, restored, border=cfg.ssim_border), pix2tok,
                                        grid * grid, empty=1.0)
 
-    def _refine(self, model, restorer, x, score, sizes, reference, grid, phase: int, steps: int) -> np.ndarray:
-        """``steps`` refinement steps of one score (B, L); returns the refined copy.
+    def _refine(self, model, restorer, x, score, sizes, reference, grid, phase: np.ndarray,
+                steps: int) -> np.ndarray:
+        """``steps`` refinement steps of scores (B, L); returns the refined copy.
 
-        Step j of ``phase`` grows its regions from random stream phase * refine_steps + j + 1
-        of the seed (stage 1 uses stream 0), the same for every frame, so a frame's regions
-        depend only on the frame."""
+        Row i's step j grows its regions from random stream phase[i] * refine_steps + j + 1
+        of the seed (stage 1 uses stream 0), so a frame's regions depend only on the frame.
+        The image score (phase 0) and the label score (phase 1) of a frame are independent,
+        so both go through here as rows of one batch: half the engine calls."""
         cfg = self.config
         score = score.copy()
-        b = len(score)
         for step in range(steps):
             top = kernels.nested_topk(score, sizes[:, None])[:, 0] > 0
-            stream = phase * cfg.refine_steps + step + 1
+            streams = (phase * cfg.refine_steps + step + 1).astype(np.uint64)
             blob = kernels.grow_regions(score, top, np.maximum(sizes // 2, 1), (grid, grid),
-                                        bonus=cfg.neighbour_bonus, seed=cfg.seed,
-                                        streams=np.full(b, stream, np.uint64))
+                                        bonus=cfg.neighbour_bonus, seed=cfg.seed, streams=streams)
             restored = self._run(restorer, x, blob.astype(np.float32))
             same = ~self._moved(self._answer(self._run(model, restored)), reference)
             beta = np.where(same, cfg.beta, -cfg.beta)[:, None]
@@ -353,9 +354,11 @@ class Purifier:
         b, length = image_score.shape
         shape = x.shape[1:]
         k_image = (image_score >= cfg.image_score_cut).sum(axis=1)
-        image_score = self._refine(model, restorer, x, image_score, k_image, reference, grid, 0, steps)
         k_label = np.floor(label_score.sum(axis=1)).astype(np.int64)
-        label_score = self._refine(model, restorer, x, label_score, k_label, reference, grid, 1, steps)
+        refined = self._refine(model, restorer, np.concatenate([x, x]), np.concatenate([image_score, label_score]),
+                               np.concatenate([k_image, k_label]), np.concatenate([reference, reference]), grid,
+                               np.repeat(np.array([0, 1], np.int64), b), steps)
+        image_score, label_score = refined[:b], refined[b:]
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
 
         # Nested masks, restorations averaged inside the largest one.
@@ -378,8 +381,8 @@ class Purifier:
 
     def _purify(self, x: np.ndarray, layout: str, warm: Optional["_WarmStart"] = None) -> PurifyResult:
         """BDMAE on frames x (B, C, H, W); with ``warm`` (one frame, Purifier.stream) stage 1
-        runs one round of masks blended with the previous frame's scores, unless the share of
-        restorations that move the answer jumped, which makes the frame cold."""
+        runs one round of masks blended with the previous frame's scores, unless the model's
+        answer changed or the share of restorations that move it jumped: then the frame is cold."""
         if self.task not in TASKS:
             raise InvalidArgumentError(f"task must be one of {TASKS}, got {self.task!r}")
         t0 = time.perf_counter()
@@ -393,7 +396,7 @@ class Purifier:
         original = self._run(model, x)
         reference = self._answer(original)
         steps, warm_started = cfg.refine_steps, False
-        if warm is not None:
+        if warm is not None and not self._moved(reference, warm.answer)[0]:
             image_score, label_score, flips = self._stage1(x, reference, np.array([warm.round]), grid, pix2tok)
             warm_started = abs(float(flips[0]) - warm.flip_share) <= warm.config.flip_jump
             if warm_started:
@@ -471,6 +474,7 @@ class FrameStream:
                 and float(np.abs(x - previous[0]).mean()) <= config.scene_cut):
             before = previous[1]
             warm = _WarmStart(*before.stage1_scores, flip_share=float(before.flip_share[0]),
+                              answer=before.original_prediction,
                               round=self.frames_seen % self.purifier.config.rounds, config=config)
         result = self.purifier._purify(x, layout, warm)
         self._previous = (x, result)
@@ -485,5 +489,6 @@ class _WarmStart:
     image_score: np.ndarray
     label_score: np.ndarray
     flip_share: float
+    answer: np.ndarray
     round: int
     config: StreamConfig

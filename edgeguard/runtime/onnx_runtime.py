@@ -40,6 +40,9 @@ class OnnxRuntimeEngine(Engine):
             options = ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads
+            # The purifier alternates between two sessions; threads of the idle one spinning
+            # for work would take the cores the busy one needs.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own exception types
