@@ -196,6 +196,7 @@ def cmd_purify(args: argparse.Namespace) -> int:
                             "prediction": tolist(result.prediction[i]),
                             "original_prediction": tolist(result.original_prediction[i]),
                             "changed": bool(result.changed[i]),
+                            "flip_share": float(result.flip_share[i]),
                             "restored_fraction": float(result.pixel_mask[i].mean()),
                             "model_calls": result.model_calls, "restorer_calls": result.restorer_calls,
                             "ms": round(1e3 * result.seconds / len(result), 2)})
