@@ -1,6 +1,7 @@
 """Scanner figure: DRMGuard and the adapted Neural Cleanse on a zoo of SynthGaze regressors.
 
     python -m benchmarks.scan --quick --json /tmp/scan.json
+    python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json   # softmax extension
 
 The zoo: benign models (shared across attacks) and backdoored ones per attack, each with
 its own seed (data, initialisation, trigger) and its own random target vector. Every model
@@ -11,6 +12,11 @@ calibrates its own verdict. The statistic is lower for more suspicious models; R
 it directly. Rows: one per (attack, method) and a pooled "all" row per method, keyed
 attack, method, tp, fp, fn, tn, accuracy, roc_auc, seconds_per_model. ``models`` lists
 every scan; ``repair`` the badnets models before and after DRMGuard's repair.
+
+``--task signs`` checks the authors' extension to classifiers (DRMGuard on the variance of the
+softmax vectors; they report TP 7, FP 0, FN 3, TN 10 on CIFAR-10 BadNets): benign and BadNets
+SynthSigns classifiers at the published 10% poison rate, each with a random target class,
+DRMGuard only (the adapted Neural Cleanse is for regression), no repair rows.
 """
 from __future__ import annotations
 
@@ -33,36 +39,44 @@ ZOO = {
 # (s=2 is not learned by gaze models at all, see benchmarks/attacks.py).
 ZOO_ATTACK_OPTIONS = {"badnets": {"size": 6}, "wanet": {"s": 4.0}, "iab": {"mask_epochs": 2}}
 ZOO_POISON_RATE = 0.2
+SIGNS_ZOO = {"quick": {"benign": 5, "per_attack": 5, "n_train": 4000, "epochs": 10, "scan_images": 300},
+             "full": {"benign": 10, "per_attack": 10, "n_train": 6000, "epochs": 10, "scan_images": 300}}
 
 
-def zoo_config(size: dict, attack: str, index: int):
+def zoo_config(size: dict, attack: str, index: int, task: str = "gaze"):
     """Model ``index`` of one attack's part of the zoo (attack "none": the benign models)."""
     from edgeguard.victims import TASKS, VictimConfig
 
-    seed = 1000 * (["none", *ATTACKS].index(attack) + 1) + index
-    options = dict(ZOO_ATTACK_OPTIONS.get(attack, {}))
+    seed = 1000 * (["none", *ATTACKS].index(attack) + 1) + index + (0 if task == "gaze" else 100000)
+    options = dict(ZOO_ATTACK_OPTIONS.get(attack, {})) if task == "gaze" else {}
     if attack != "none":
-        options["poison_rate"] = ZOO_POISON_RATE
         rng = np.random.default_rng(seed)
-        options["target"] = (round(float(rng.uniform(-0.5, 0.3)), 3), round(float(rng.uniform(-0.6, 0.6)), 3))
-    return VictimConfig(task="gaze", attack=attack, attack_options=options, n_train=size["n_train"], n_test=600,
-                        seed=seed, train=dataclasses.replace(TASKS["gaze"].train, epochs=size["epochs"], seed=seed))
+        if task == "gaze":
+            options["poison_rate"] = ZOO_POISON_RATE
+            options["target"] = (round(float(rng.uniform(-0.5, 0.3)), 3), round(float(rng.uniform(-0.6, 0.6)), 3))
+        else:
+            options["target"] = int(rng.integers(0, VictimConfig(task="signs").num_classes))
+    return VictimConfig(task=task, attack=attack, attack_options=options, n_train=size["n_train"], n_test=600,
+                        seed=seed, train=dataclasses.replace(TASKS[task].train, epochs=size["epochs"], seed=seed))
 
 
-def scanners(quick: bool) -> dict:
+def scanners(quick: bool, task: str = "gaze") -> dict:
     """method -> (scan function, config); the quick DRMGuard runs 300 steps of batch 32 with
     a narrower generator (the published 2000 x 50 takes about 25 min per model on 2 cores)."""
     from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
 
     drm = DRMGuardConfig(steps=300, batch_size=32, generator_width=8) if quick else DRMGuardConfig(steps=1000)
+    if task == "signs":
+        return {"drmguard": (scan, dataclasses.replace(drm, outputs="softmax"))}
     return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig())}
 
 
 def _clean_frames(victim, size: dict):
     """The labelled clean frames a scan (and the repair) of ``victim`` uses: held-out data."""
-    from edgeguard.data import make_gaze
+    from edgeguard.victims import TASKS
 
-    return make_gaze(size["scan_images"], seed=90000 + victim.config.seed)
+    config = victim.config
+    return TASKS[config.task].make_data(size["scan_images"], 90000 + config.seed, config.num_classes)
 
 
 def _scan_all(zoo: list, methods: dict, size: dict) -> tuple[list[dict], dict]:
@@ -78,10 +92,13 @@ def _scan_all(zoo: list, methods: dict, size: dict) -> tuple[list[dict], dict]:
             result = fn(victim.model, clean, config, progress=False)
             record = {"attack": attack, "index": index, "method": method, "statistic": result.statistic,
                       "residual_variance": result.residual_variance, "seconds": round(time.perf_counter() - t0, 1),
-                      "learned": victim.metrics.get("asr_at_5deg"), "clean_err_deg": victim.metrics["clean_err_deg"]}
-            if attack != "none":
+                      "learned": victim.metrics.get("asr_at_5deg", victim.metrics.get("asr")),
+                      **{k: victim.metrics[k] for k in ("clean_err_deg", "ca") if k in victim.metrics}}
+            if attack != "none" and victim.config.task == "gaze":
                 target = np.asarray(victim.attack.target_, np.float64)
                 record["target_err_deg"] = float(angular_error_deg(result.target[None], target[None])[0])
+            elif attack != "none":
+                record["target_found"] = bool(int(np.argmax(result.target)) == victim.attack.target_)
             records.append(record)
             print(record, file=sys.stderr, flush=True)
             if attack == "badnets" and method == "drmguard":
@@ -150,24 +167,29 @@ def repair_rows(zoo: list, scans: dict, size: dict) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    args = common.parser("scan", __doc__).parse_args(argv)
+    p = common.parser("scan", __doc__)
+    p.add_argument("--task", default="gaze", choices=["gaze", "signs"])
+    args = p.parse_args(argv)
     from edgeguard.victims import get_victim
 
-    size = ZOO["quick" if args.quick else "full"]
+    mode = "quick" if args.quick else "full"
+    size, attacks = (ZOO[mode], ATTACKS) if args.task == "gaze" else (SIGNS_ZOO[mode], ["badnets"])
+    methods = scanners(args.quick, args.task)
     extra = {}
 
     def body() -> list[dict]:
-        zoo = [(attack, i, get_victim(zoo_config(size, attack, i), progress=False))
-               for attack, count in [("none", size["benign"])] + [(a, size["per_attack"]) for a in ATTACKS]
+        zoo = [(attack, i, get_victim(zoo_config(size, attack, i, args.task), progress=False))
+               for attack, count in [("none", size["benign"])] + [(a, size["per_attack"]) for a in attacks]
                for i in range(count)]
-        records, scans = _scan_all(zoo, scanners(args.quick), size)
+        records, scans = _scan_all(zoo, methods, size)
         extra["models"] = records
-        extra["repair"] = repair_rows(zoo, scans, size)
+        if args.task == "gaze":
+            extra["repair"] = repair_rows(zoo, scans, size)
         return summary_rows(records)
 
-    config = {"mode": "quick" if args.quick else "full", **size, "attacks": ATTACKS,
-              "attack_options": ZOO_ATTACK_OPTIONS,
-              "scanners": {k: dataclasses.asdict(c) for k, (_, c) in scanners(args.quick).items()}}
+    config = {"mode": mode, "task": args.task, **size, "attacks": attacks,
+              "attack_options": ZOO_ATTACK_OPTIONS if args.task == "gaze" else {},
+              "scanners": {k: dataclasses.asdict(c) for k, (_, c) in methods.items()}}
     record = common.run("scan", config, body, args.json, extra=extra)
     print(f"wrote {args.json} in {record['seconds']:.0f} s")
     return 0

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--task", choices=["signs", "gaze"])
     g.add_argument("--attack", default="none", help="which cached victim to export (trained if missing)")
     g.add_argument("--weights", help="a safetensors state dict of the task's model instead of a cached victim")
-    g.add_argument("--width", type=float, default=0.125)
+    g.add_argument("--width", type=float, default=0.25, help="model width multiplier (the cached victims' 0.25)")
     g.add_argument("--restorer", action="store_true", help="also export and build the task's MAE restorer")
     g.add_argument("--out-dir", default="engines", help="where exported ONNX and engines go (with --task)")
     return p

@@ -214,3 +214,17 @@ def test_zoo_summary_calibrates_leave_one_out_on_benign_models_only():
     # AUC pairs: badnets 0.01 beats all four, 0.045 beats three of four -> 7/8.
     assert rows["badnets"]["roc_auc"] == pytest.approx(7 / 8) and rows["blended"]["roc_auc"] == 0.0
     assert rows["all"]["roc_auc"] == pytest.approx(7 / 12) and rows["all"]["seconds_per_model"] == 2.0
+
+
+def test_zoo_configs_give_each_model_its_own_seed_and_target():
+    from benchmarks.scan import SIGNS_ZOO, ZOO, zoo_config
+
+    gaze = [zoo_config(ZOO["quick"], "badnets", i) for i in range(3)]
+    signs = [zoo_config(SIGNS_ZOO["quick"], a, i, "signs") for a in ("none", "badnets") for i in range(3)]
+    seeds = [c.seed for c in gaze + signs]
+    assert len(set(seeds)) == len(seeds)
+    assert gaze[0].seed == 2000 and gaze[0].attack_options["poison_rate"] == 0.2  # the committed zoo's
+    assert len({c.attack_options["target"] for c in gaze}) == 3
+    for c in signs[3:]:
+        assert c.task == "signs" and "poison_rate" not in c.attack_options  # the published 10%
+        assert 0 <= c.attack_options["target"] < c.num_classes
