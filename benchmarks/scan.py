@@ -65,9 +65,11 @@ def scanners(quick: bool, task: str = "gaze") -> dict:
     a narrower generator (the published 2000 x 50 takes about 25 min per model on 2 cores)."""
     from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
 
-    drm = DRMGuardConfig(steps=300, batch_size=32, generator_width=8) if quick else DRMGuardConfig(steps=1000)
+    outputs = "softmax" if task == "signs" else "regression"
+    drm = (DRMGuardConfig(steps=300, batch_size=32, generator_width=8, outputs=outputs) if quick
+           else DRMGuardConfig(steps=1000, outputs=outputs))
     if task == "signs":
-        return {"drmguard": (scan, dataclasses.replace(drm, outputs="softmax"))}
+        return {"drmguard": (scan, drm)}
     return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig())}
 
 

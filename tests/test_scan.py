@@ -228,3 +228,11 @@ def test_zoo_configs_give_each_model_its_own_seed_and_target():
     for c in signs[3:]:
         assert c.task == "signs" and "poison_rate" not in c.attack_options  # the published 10%
         assert 0 <= c.attack_options["target"] < c.num_classes
+
+
+def test_similarity_weight_defaults_follow_the_output_kind():
+    from edgeguard.scan import DRMGuardConfig
+
+    assert DRMGuardConfig().lambda_sim == 80.0
+    assert DRMGuardConfig(outputs="softmax").lambda_sim == 0.5
+    assert DRMGuardConfig(outputs="softmax", lambda_sim=3.0).lambda_sim == 3.0

@@ -29,6 +29,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -54,6 +55,10 @@ class DRMGuardConfig:
             let the generator redraw the pupil of a backdoored SynthGaze model (a collapse
             that any gaze model allows) instead of finding its trigger; 80 found the trigger
             (probe on zoo models: BadNets statistic 0.0044 vs a benign model's 0.0115).
+            None: 80 for regression, 0.5 for softmax outputs, whose variance loss is far
+            flatter (confident classifiers saturate the softmax): at 5 or 80 the generator of
+            a SynthSigns classifier never left the identity, at 0.5 a BadNets model collapsed
+            at a third of a benign model's change (probe on two zoo models).
         lambda_feat: weight of the feature-angle variance (gaze 800; head pose 100).
         mtr_beta, mtr_gamma: momentum and strength of the saliency weighting of L_sim.
         threshold: flag as backdoored when the statistic is below it (the paper's 0.03).
@@ -66,7 +71,7 @@ class DRMGuardConfig:
     steps: int = 2000
     batch_size: int = 50
     lr: float = 1e-3
-    lambda_sim: float = 80.0
+    lambda_sim: Optional[float] = None
     lambda_feat: float = 800.0
     mtr_beta: float = 0.9
     mtr_gamma: float = 5.0
@@ -79,6 +84,8 @@ class DRMGuardConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.lambda_sim is None:
+            object.__setattr__(self, "lambda_sim", 80.0 if self.outputs == "regression" else 0.5)
         if self.steps < 1 or self.batch_size < 2:
             raise InvalidArgumentError("steps must be >= 1 and batch_size >= 2 (variances need two samples)")
         if min(self.lr, self.threshold) <= 0 or min(self.lambda_sim, self.lambda_feat, self.mtr_gamma) < 0:
