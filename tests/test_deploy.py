@@ -106,6 +106,11 @@ def test_int8_build_is_calibrated_on_frames_and_keeps_the_answers(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops or "QLinearConv" in ops
     with pytest.raises(InvalidArgumentError, match="calibration"):
         build_engine(path, tmp_path / "x.onnx", BuildConfig(backend="onnxruntime", precision="int8"))
+    # A build that fails the accuracy gate is refused and leaves nothing behind.
+    strict = BuildConfig(backend="onnxruntime", precision="int8", max_abs_diff=1e-9)
+    with pytest.raises(ModelFormatError, match="differs from the fp32 ONNX"):
+        build_engine(path, tmp_path / "strict.onnx", strict, images=toy_classification(50, seed=5).images)
+    assert not (tmp_path / "strict.onnx").exists() and not (tmp_path / "strict.onnx.json").exists()
 
 
 def test_restorer_builds_keep_the_token_grid(tmp_path):

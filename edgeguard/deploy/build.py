@@ -119,7 +119,12 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, config: BuildConfi
 
             sidecar = build_tensorrt(source, out_path, info, config, Path(tmp))
     sidecar.write(out_path)
-    report = _accuracy_gate(onnx_path, out_path, info, config, images)
+    try:
+        report = _accuracy_gate(onnx_path, out_path, info, config, images)
+    except ModelFormatError:
+        out_path.unlink()  # a refused build leaves nothing that would load
+        sidecar_path(out_path).unlink()
+        raise
     report.seconds = time.perf_counter() - t0
     log.info("%s", report)
     return report
