@@ -7,8 +7,9 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.edgeguard-installed
 NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
+BENCHES := attacks purify kernels eigenguard scan stream
 
-.PHONY: demo test test-all cuda bench-attacks bench-purify bench-kernels bench-eigenguard bench-scan bench-stream clean help
+.PHONY: demo test test-all cuda clean help $(addprefix bench-,$(BENCHES))
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
@@ -41,23 +42,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
-bench-attacks: $(STAMP)
-	$(PY) -m benchmarks.attacks --json benchmarks/results/attacks.json
-
-bench-purify: $(STAMP)
-	$(PY) -m benchmarks.purify --json benchmarks/results/purify.json
-
-bench-kernels: $(STAMP)
-	$(PY) -m benchmarks.kernels --json benchmarks/results/kernels.json
-
-bench-eigenguard: $(STAMP)
-	$(PY) -m benchmarks.eigenguard --json benchmarks/results/eigenguard.json
-
-bench-scan: $(STAMP)
-	$(PY) -m benchmarks.scan --json benchmarks/results/scan.json
-
-bench-stream: $(STAMP)
-	$(PY) -m benchmarks.stream --json benchmarks/results/stream.json
+# make bench-NAME runs benchmarks/NAME.py (full run) into benchmarks/results/NAME.json.
+$(addprefix bench-,$(BENCHES)): bench-%: $(STAMP)
+	$(PY) -m benchmarks.$* --json benchmarks/results/$*.json
 
 clean:
 	rm -rf build build-cuda *.egg-info edgeguard/*.so
