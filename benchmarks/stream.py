@@ -61,11 +61,9 @@ def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
 def _video_32(size: dict):
     """The demo victim, its restorer and the video."""
     from edgeguard.data.video import make_trigger_video
-    from edgeguard.restorer import FINETUNE, get_restorer
-    from edgeguard.victims import VictimConfig, get_victim, restorer_images
+    from edgeguard.demo import demo_models
 
-    victim = get_victim(VictimConfig(task="signs", attack="badnets"))
-    mae = get_restorer(finetune=FINETUNE, images=restorer_images(victim.config))
+    victim, mae = demo_models()
     bd = victim.backdoor
     video = make_trigger_video(victim.test.images[bd.index], bd.images, bd.labels, seed=7, **size)
     return victim.model, mae, video, int(victim.attack.target_)

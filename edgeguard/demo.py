@@ -17,6 +17,16 @@ import numpy as np
 from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
 
+def demo_models(attack: str = "badnets", progress: bool = True):
+    """The demo's (victim, restorer): a backdoored SynthSigns classifier and the tiny MAE
+    fine-tuned on clean SynthSigns frames, trained and cached on first use."""
+    from edgeguard.restorer import FINETUNE, get_restorer
+    from edgeguard.victims import VictimConfig, get_victim, restorer_images
+
+    victim = get_victim(VictimConfig(task="signs", attack=attack), progress=progress)
+    return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
+
+
 def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int = 64, batch: int = 16,
              progress: bool = True) -> dict:
     """Purify ``frames`` clean and ``frames`` triggered test frames in batches of ``batch``;
@@ -24,12 +34,9 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     Returns the printed figures."""
     from edgeguard.deploy import export_onnx, export_restorer
     from edgeguard.purify import Purifier
-    from edgeguard.restorer import FINETUNE, get_restorer
     from edgeguard.runtime import load_engine
-    from edgeguard.victims import VictimConfig, get_victim, restorer_images
 
-    victim = get_victim(VictimConfig(task="signs", attack=attack), progress=progress)
-    mae = get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
+    victim, mae = demo_models(attack, progress)
     workdir = Path(tempfile.mkdtemp(prefix="edgeguard-demo-"))
     model = load_engine(export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32)))
     restorer = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))

@@ -50,12 +50,10 @@ def open_source(cv2, source: str):
 
 def demo_engines(workdir: Path):
     """The demo's model and restorer as ONNX engines (trained and cached on first use)."""
+    from edgeguard.demo import demo_models
     from edgeguard.deploy import export_onnx, export_restorer
-    from edgeguard.restorer import FINETUNE, get_restorer
-    from edgeguard.victims import VictimConfig, get_victim, restorer_images
 
-    victim = get_victim(VictimConfig(task="signs", attack="badnets"))
-    mae = get_restorer(finetune=FINETUNE, images=restorer_images(victim.config))
+    victim, mae = demo_models()
     return (export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32), metadata={"task": "classification"}),
             export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
 
