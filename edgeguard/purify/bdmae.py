@@ -28,6 +28,7 @@ stage-1 answers barely moved unchanged, skipping stages 2 and 3; ``Purifier.stre
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -229,13 +230,17 @@ def token_grid_of(restorer) -> tuple[int, int, int]:
     return size // patch, size, patch
 
 
+@functools.lru_cache(maxsize=16)
 def pixel_token_map(h: int, w: int, size: int, patch: int) -> np.ndarray:
-    """(h, w) int: the token each pixel belongs to under BDMAE's nearest resize."""
+    """(h, w) int: the token each pixel belongs to under BDMAE's nearest resize (read-only,
+    cached: a video asks for the same map every frame)."""
     def axis(n: int) -> np.ndarray:
         scaled = np.floor(np.arange(n) * np.float32(size / n)).astype(np.int64)
         return np.minimum(scaled, size - 1) // patch
     grid = size // patch
-    return axis(h)[:, None] * grid + axis(w)[None, :]
+    tokens = axis(h)[:, None] * grid + axis(w)[None, :]
+    tokens.flags.writeable = False
+    return tokens
 
 
 class Purifier:

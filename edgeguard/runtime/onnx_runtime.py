@@ -1,6 +1,7 @@
 """ONNX Runtime backend: any CPU, or a GPU with onnxruntime-gpu."""
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -50,8 +51,8 @@ class OnnxRuntimeEngine(Engine):
             log.info("ONNX Runtime session for %s on %s", self.path.name, self._session.get_providers()[0])
         return self._session
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
+    @functools.cached_property
+    def input_names(self) -> tuple[str, ...]:  # read on every call: looked up once
         if self.sidecar is not None:
             return tuple(self.sidecar.inputs)
         return tuple(i.name for i in self.session.get_inputs())
@@ -63,7 +64,7 @@ class OnnxRuntimeEngine(Engine):
         return {i.name: tuple(d if isinstance(d, int) else None for d in i.shape[1:])
                 for i in self.session.get_inputs()}
 
-    @property
+    @functools.cached_property
     def metadata(self) -> dict[str, Any]:
         if self.sidecar is not None:
             return dict(self.sidecar.model)
