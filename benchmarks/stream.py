@@ -83,6 +83,7 @@ def _video_224(size: dict):
 
 
 def run_modes(purifier_for, video, target) -> list[dict]:
+    from edgeguard.data.dataset import to_float_nchw
     from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
     rows = []
@@ -91,8 +92,7 @@ def run_modes(purifier_for, video, target) -> list[dict]:
         t0 = time.perf_counter()
         if config is None:
             engine = purifier_for(None).model
-            pred = np.concatenate([engine(f[None].transpose(0, 3, 1, 2).astype(np.float32) / 255).argmax(1)
-                                   for f in video.frames])
+            pred = np.concatenate([engine(to_float_nchw(f[None])).argmax(1) for f in video.frames])
             calls, warm = (1.0, 0.0), 0.0
         else:
             results = list(purifier_for(config).stream(video.frames, stream_config))

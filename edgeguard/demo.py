@@ -32,6 +32,7 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     """Purify ``frames`` clean and ``frames`` triggered test frames in batches of ``batch``;
     print CA/BA/ASR and frames per second with and without BDMAE; write a PNG strip.
     Returns the printed figures."""
+    from edgeguard.data.dataset import to_float_nchw
     from edgeguard.deploy import export_onnx, export_restorer
     from edgeguard.purify import Purifier
     from edgeguard.runtime import load_engine
@@ -49,8 +50,7 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     stream = np.concatenate([clean, triggered])  # (2 * frames, 32, 32, 3) uint8, camera layout
 
     t0 = time.perf_counter()
-    plain = np.concatenate([model(stream[i:i + batch].transpose(0, 3, 1, 2).astype(np.float32) / 255).argmax(1)
-                            for i in range(0, len(stream), batch)])
+    plain = np.concatenate([model(to_float_nchw(stream[i:i + batch])).argmax(1) for i in range(0, len(stream), batch)])
     plain_fps = len(stream) / (time.perf_counter() - t0)
     purifier = Purifier(model, restorer)
     results = [purifier(stream[i:i + batch]) for i in range(0, len(stream), batch)]

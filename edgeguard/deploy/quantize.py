@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeguard.data.dataset import to_float_nchw
 from edgeguard.deploy.onnx_info import read_onnx_info
 from edgeguard.errors import InvalidInputError, require
 
@@ -25,9 +26,7 @@ def calibration_feeds(inputs: dict[str, list[int]], images: np.ndarray, batch: i
     images: (N, C, H, W) float in [0, 1] or (N, H, W, C) uint8.
     """
     x = np.asarray(images)
-    if x.dtype == np.uint8 and x.ndim == 4:
-        x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = to_float_nchw(x) if x.dtype == np.uint8 and x.ndim == 4 else np.ascontiguousarray(x, dtype=np.float32)
     first, *rest = inputs
     if x.ndim != 4 or list(x.shape[1:]) != list(inputs[first]):
         raise InvalidInputError(f"calibration images must be (N, {', '.join(map(str, inputs[first]))}) float "
