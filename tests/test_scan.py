@@ -216,23 +216,29 @@ def test_zoo_summary_calibrates_leave_one_out_on_benign_models_only():
     assert rows["all"]["roc_auc"] == pytest.approx(7 / 12) and rows["all"]["seconds_per_model"] == 2.0
 
 
-def test_zoo_configs_give_each_model_its_own_seed_and_target():
-    from benchmarks.scan import SIGNS_ZOO, ZOO, zoo_config
-
-    gaze = [zoo_config(ZOO["quick"], "badnets", i) for i in range(3)]
-    signs = [zoo_config(SIGNS_ZOO["quick"], a, i, "signs") for a in ("none", "badnets") for i in range(3)]
-    seeds = [c.seed for c in gaze + signs]
-    assert len(set(seeds)) == len(seeds)
-    assert gaze[0].seed == 2000 and gaze[0].attack_options["poison_rate"] == 0.2  # the committed zoo's
-    assert len({c.attack_options["target"] for c in gaze}) == 3
-    for c in signs[3:]:
-        assert c.task == "signs" and "poison_rate" not in c.attack_options  # the published 10%
-        assert 0 <= c.attack_options["target"] < c.num_classes
-
-
 def test_similarity_weight_defaults_follow_the_output_kind():
     from edgeguard.scan import DRMGuardConfig
 
     assert DRMGuardConfig().lambda_sim == 80.0
     assert DRMGuardConfig(outputs="softmax").lambda_sim == 0.5
     assert DRMGuardConfig(outputs="softmax", lambda_sim=3.0).lambda_sim == 3.0
+
+
+def test_restarts_keep_the_cheapest_collapse():
+    from edgeguard.scan.drmguard import cheapest_collapse
+
+    # (statistic, residual): run 1 is cheaper but did not collapse; run 2 is the cheapest collapse.
+    assert cheapest_collapse([(0.02, 0.05), (0.001, 0.5), (0.01, 0.08)], collapse=0.1) == 2
+    assert cheapest_collapse([(0.02, 0.5), (0.001, 0.7), (0.01, 0.3)], collapse=0.1) == 2  # none: nearest
+    assert cheapest_collapse([(0.02, 0.05)], collapse=0.1) == 0
+
+
+def test_scan_with_restarts_reports_every_run_and_keeps_the_best():
+    model = ToyGaze(backdoor=True)
+    x = blocky_images(64)
+    config = DRMGuardConfig(steps=15, batch_size=16, generator_width=4, restarts=3)
+    result = scan(model, x, config, progress=False)
+    assert len(result.restarts) == 3 and len(set(result.restarts)) == 3  # different initialisations
+    assert result.statistic in result.restarts
+    single = scan(model, x, DRMGuardConfig(steps=15, batch_size=16, generator_width=4, seed=1), progress=False)
+    assert single.statistic == pytest.approx(result.restarts[1], rel=1e-5)  # restart k is seed + k

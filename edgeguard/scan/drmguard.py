@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from edgeguard.data.dataset import to_float_nchw
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
-from edgeguard.scan.generator import TriggerGenerator
+from edgeguard.scan.generator import MaskPatternGenerator, TriggerGenerator
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ class DRMGuardConfig:
         threshold: flag as backdoored when the statistic is below it (the paper's 0.03).
         collapse: ... and the generated outputs' variance is below this fraction of the clean one.
         generator_width: channels of the generator's first stage.
+        offset: "residual" trigger: add a free per-pixel offset to the generated residual.
+        trigger: "residual" (x' = x + G(x), L_sim on |x' - x|) or "mask_pattern" (x' = (1 - m) x
+            + m p with m, p generated, L_sim on m: a change is priced by its area, not by its
+            intensity); see ``edgeguard.scan.generator``.
+        pixel_lr: Adam learning rate of the mask / pattern generator's free per-pixel logits.
+        restarts: optimisations from different initialisations; the cheapest collapse is kept.
+        reference: > 0: normalise the statistic by a reference collapse, I(f) / I_ref(f), where
+            I_ref is the change that pulls the outputs onto a point ``reference`` clean standard
+            deviations from the clean mean, on the side away from the collapse found (what a
+            generic collapse costs this model; a trigger only buys its own target). 0: off.
         head: name of the model's final linear layer (the SDK's models: "head").
         seed: generator initialisation and batch order.
     """
@@ -79,6 +89,10 @@ class DRMGuardConfig:
     collapse: float = 0.1
     generator_width: int = 16
     offset: bool = True
+    trigger: str = "residual"
+    pixel_lr: float = 0.1
+    restarts: int = 1
+    reference: float = 0.0
     outputs: str = "regression"
     head: str = "head"
     seed: int = 0
@@ -94,6 +108,10 @@ class DRMGuardConfig:
             raise InvalidArgumentError(f"collapse must be in (0, 1], got {self.collapse}")
         if self.outputs not in ("regression", "softmax"):
             raise InvalidArgumentError(f"outputs must be 'regression' or 'softmax', got {self.outputs!r}")
+        if self.trigger not in ("residual", "mask_pattern"):
+            raise InvalidArgumentError(f"trigger must be 'residual' or 'mask_pattern', got {self.trigger!r}")
+        if self.restarts < 1 or self.pixel_lr <= 0:
+            raise InvalidArgumentError("restarts must be >= 1 and pixel_lr positive")
         if not 0.0 <= self.mtr_beta < 1.0:
             raise InvalidArgumentError(f"mtr_beta must be in [0, 1), got {self.mtr_beta}")
 
@@ -111,6 +129,9 @@ class ScanResult:
         losses: per-step total loss.
         seconds: wall time of the scan.
         generator: the trained generator (eval mode), for the report and for repair.
+        restarts: the change (I(f)) of every restart; the kept one is ``change``.
+        change: I(f) of the kept run; ``statistic`` unless the config normalises it.
+        reference_change: I(f) of the reference collapse (config ``reference``), else None.
     """
 
     statistic: float
@@ -121,6 +142,9 @@ class ScanResult:
     losses: list[float] = field(repr=False)
     seconds: float
     generator: nn.Module = field(repr=False)
+    restarts: list[float] = field(default_factory=list)
+    change: Optional[float] = None
+    reference_change: Optional[float] = None
 
     def __str__(self) -> str:
         verdict = "BACKDOORED" if self.backdoored else "clean"
@@ -196,8 +220,72 @@ def angle_variance(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     return torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6)).var(dim=0).sum()
 
 
+def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, seed: int, clean_var: torch.Tensor,
+              head: Optional[nn.Linear], captured: dict, progress: bool,
+              target: Optional[torch.Tensor] = None) -> "tuple[nn.Module, list[float]]":
+    """One generator optimisation from initialisation ``seed``; returns (generator in eval
+    mode, per-step losses). ``model`` is already frozen; ``captured`` receives the head's input.
+    With ``target`` (d,) the outputs are pulled onto it (mean squared distance / clean
+    variance) instead of onto each other: the reference collapse."""
+    softmax = config.outputs == "softmax"
+    outputs_of = (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
+    torch.manual_seed(seed)
+    size = tuple(x_all.shape[2:])
+    if config.trigger == "mask_pattern":
+        generator = MaskPatternGenerator(x_all.shape[1], config.generator_width, size)
+        groups = [{"params": [generator.mask_logit, generator.pattern_logit], "lr": config.pixel_lr},
+                  {"params": generator.net.parameters(), "lr": config.lr}]
+    else:
+        generator = TriggerGenerator(x_all.shape[1], config.generator_width, size if config.offset else None)
+        groups = [{"params": generator.parameters(), "lr": config.lr}]
+    opt = torch.optim.Adam(groups)
+    saliency = torch.zeros(1, 1, *size)
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc="DRMGuard scan", disable=not progress, unit="step")
+    for _ in bar:
+        batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
+        if config.trigger == "mask_pattern":
+            mask, pattern = generator.mask_and_pattern(batch)
+            generated = (1 - mask) * batch + mask * pattern
+            cost = mask  # the share of each pixel replaced, whatever the pattern's intensity
+        else:
+            generated = generator(batch)
+            cost = (generated - batch).abs()
+        # One backward through the model per step: its loss's gradient at x' both trains the
+        # generator and feeds the saliency map (used from the next step on).
+        x_gen = generated.detach().requires_grad_(True)
+        out = outputs_of(model, x_gen)
+        l_out = (out.var(dim=0).sum() if target is None else (out - target).pow(2).sum(dim=1).mean()) / clean_var
+        r_f = angle_variance(captured["features"].float(), head.weight.float()) if head is not None else torch.zeros(())
+        (l_out + config.lambda_feat * r_f).backward()
+        l_sim = ((1 + config.mtr_gamma * saliency) * cost).mean()
+        opt.zero_grad(set_to_none=True)
+        (torch.sum(generated * x_gen.grad) + config.lambda_sim * l_sim).backward()
+        opt.step()
+        grad = x_gen.grad.abs().mean(dim=(0, 1), keepdim=True)
+        saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
+        losses.append((l_out.detach() + config.lambda_sim * l_sim.detach() + config.lambda_feat * r_f.detach()).item())
+        bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
+    return generator.eval(), losses
+
+
+def cheapest_collapse(runs: "list[tuple[float, float]]", collapse: float) -> int:
+    """Index of the run to keep among (statistic, residual variance) pairs: the smallest
+    statistic among runs whose residual is below ``collapse``; if none collapsed, the run
+    with the smallest residual (the nearest to a collapse)."""
+    collapsed = [i for i, (_, residual) in enumerate(runs) if residual < collapse]
+    if collapsed:
+        return min(collapsed, key=lambda i: runs[i][0])
+    return min(range(len(runs)), key=lambda i: runs[i][1])
+
+
 def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), progress: bool = True) -> ScanResult:
     """Reverse engineer a trigger for ``model`` from clean ``images`` and decide.
+
+    With ``config.restarts`` > 1 the generator is optimised from that many initialisations
+    and the cheapest collapse is kept: the smallest statistic among the runs whose outputs
+    collapsed (none collapsed: the run with the smallest residual variance).
 
     Args:
         model: a regression model whose final layer ``config.head`` is linear; it is frozen
@@ -216,47 +304,39 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
     captured = {}
     hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0])) if use_angles else None
     outputs_of = (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
-    torch.manual_seed(config.seed)
-    generator = TriggerGenerator(x_all.shape[1], config.generator_width,
-                                 tuple(x_all.shape[2:]) if config.offset else None)
-    opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
-    saliency = torch.zeros(1, 1, *x_all.shape[2:])
-    rng = np.random.default_rng(config.seed)
-    losses: list[float] = []
+    runs = []
     try:
         with frozen_eval(model):
             clean_var = output_variance(model, x_all, softmax)
-            bar = tqdm(range(config.steps), desc="DRMGuard scan", disable=not progress, unit="step")
-            for _ in bar:
-                batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
-                generated = generator(batch)
-                # One backward through the model per step: its loss's gradient at x' both
-                # trains the generator and feeds the saliency map (used from the next step on).
-                x_gen = generated.detach().requires_grad_(True)
-                l_out = outputs_of(model, x_gen).var(dim=0).sum() / clean_var
-                r_f = angle_variance(captured["features"].float(), head.weight.float()) if use_angles else torch.zeros(())
-                (l_out + config.lambda_feat * r_f).backward()
-                l_sim = ((1 + config.mtr_gamma * saliency) * (generated - batch).abs()).mean()
-                opt.zero_grad(set_to_none=True)
-                (torch.sum(generated * x_gen.grad) + config.lambda_sim * l_sim).backward()
-                opt.step()
-                grad = x_gen.grad.abs().mean(dim=(0, 1), keepdim=True)
-                saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
-                loss = l_out.detach() + config.lambda_sim * l_sim.detach() + config.lambda_feat * r_f.detach()
-                losses.append(loss.item())
-                bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
-            generator.eval()
-            generated = batched(generator, x_all)
-            statistic = float((generated - x_all).abs().mean())
-            outputs = batched(lambda b: outputs_of(model, b), generated)
+            for restart in range(config.restarts):
+                generator, losses = _optimise(model, x_all, config, config.seed + restart, clean_var, head, captured,
+                                              progress)
+                generated = batched(generator, x_all)
+                outputs = batched(lambda b: outputs_of(model, b), generated)
+                runs.append({"statistic": float((generated - x_all).abs().mean()),
+                             "residual": float(outputs.var(dim=0).sum() / clean_var),
+                             "target": outputs.mean(dim=0).numpy(), "losses": losses, "generator": generator})
+            best = runs[cheapest_collapse([(r["statistic"], r["residual"]) for r in runs], config.collapse)]
+            statistic, reference = best["statistic"], None
+            if config.reference > 0:
+                clean_out = batched(lambda b: outputs_of(model, b), x_all)
+                mean, spread = clean_out.mean(dim=0), clean_out.std(dim=0).clamp_min(1e-6)
+                found = (torch.from_numpy(best["target"]) - mean) / spread  # in clean standard deviations
+                if found.norm() < 1e-3:
+                    found = torch.ones_like(found)
+                ref_target = mean - config.reference * spread * found / found.norm()
+                generator, _ = _optimise(model, x_all, config, config.seed + 1000, clean_var, head, captured,
+                                         progress, target=ref_target)
+                reference = float((batched(generator, x_all) - x_all).abs().mean())
+                statistic = best["statistic"] / max(reference, 1e-12)
     finally:
         if hook is not None:
             hook.remove()
-    residual = float(outputs.var(dim=0).sum() / clean_var)
-    result = ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=residual,
-                        backdoored=statistic < config.threshold and residual < config.collapse,
-                        target=outputs.mean(dim=0).numpy(),
-                        losses=losses, seconds=time.perf_counter() - t0, generator=generator)
+    result = ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=best["residual"],
+                        backdoored=statistic < config.threshold and best["residual"] < config.collapse,
+                        target=best["target"], losses=best["losses"], seconds=time.perf_counter() - t0,
+                        generator=best["generator"], restarts=[r["statistic"] for r in runs],
+                        change=best["statistic"], reference_change=reference)
     log.info("%s", result)
     return result
 
