@@ -1,20 +1,23 @@
 """Scanner figure: DRMGuard and the adapted Neural Cleanse on a zoo of SynthGaze regressors.
 
-    python -m benchmarks.scan --quick --json /tmp/scan.json
-    python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json   # softmax extension
+    python -m benchmarks.scan --quick --json /tmp/scan.json                  # zoos/gaze_quick.json
+    python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json  # softmax extension
+    python -m benchmarks.scan --zoo my_zoo.json --quick --json /tmp/mine.json  # any zoo file
 
-The zoo: benign models (shared across attacks) and backdoored ones per attack, each with
-its own seed (data, initialisation, trigger) and its own random target vector. Every model
-is scanned with 300 held-out clean frames by each method. The threshold is calibrated on
-benign models only, leave-one-out: a benign model is judged with the threshold from the
-other benign models, a backdoored one with the threshold from all of them, so no model
-calibrates its own verdict. The statistic is lower for more suspicious models; ROC-AUC uses
-it directly. Rows: one per (attack, method) and a pooled "all" row per method, keyed
+The zoo is a JSON file (schema and the learned-only rule: benchmarks/zoo.py): benign models
+and backdoored ones per attack, each with its own seed and target. A backdoored model is
+scanned only if it learned its attack (gaze ASR@5deg >= 0.8, signs ASR >= 0.9 on held-out
+triggered frames, after at most two retrains); the others are listed under ``dropped``.
+Every model is scanned with 300 held-out clean frames by each method. The threshold is
+calibrated on benign models only, leave-one-out: a benign model is judged with the threshold
+from the other benign models, a backdoored one with the threshold from all of them, so no
+model calibrates its own verdict. The statistic is lower for more suspicious models; ROC-AUC
+uses it directly. Rows: one per (attack, method) and a pooled "all" row per method, keyed
 attack, method, tp, fp, fn, tn, accuracy, roc_auc, seconds_per_model. ``models`` lists
 every scan; ``repair`` the badnets models before and after DRMGuard's repair.
 
 ``--task signs`` checks the authors' extension to classifiers (DRMGuard on the variance of the
-softmax vectors; they report TP 7, FP 0, FN 3, TN 10 on CIFAR-10 BadNets): benign and BadNets
+softmax vectors; they report TP 7, FP 0, FN 3, TN 10 on CIFAR-10): benign and BadNets
 SynthSigns classifiers at the published 10% poison rate, each with a random target class,
 DRMGuard only (the adapted Neural Cleanse is for regression), no repair rows.
 """
@@ -28,74 +31,67 @@ import numpy as np
 
 from benchmarks import common
 
-ATTACKS = ["badnets", "blended", "wanet", "iab"]
-ZOO = {
-    "quick": {"benign": 6, "per_attack": 4, "n_train": 4000, "epochs": 10, "scan_images": 300},
-    "full": {"benign": 10, "per_attack": 10, "n_train": 6000, "epochs": 10, "scan_images": 300},
-}
-# The zoo's gaze models are small and briefly trained: at the published 10% rate and a 3-px
-# patch they do not learn BadNets within 4000 x 10 (measured: ASR@5 0.02 at 3000 x 6 even
-# with a 6-px patch), so the zoo poisons 20% and uses a 6-px patch and WaNet's s=4 warp
-# (s=2 is not learned by gaze models at all, see benchmarks/attacks.py).
-ZOO_ATTACK_OPTIONS = {"badnets": {"size": 6}, "wanet": {"s": 4.0}, "iab": {"mask_epochs": 2}}
-ZOO_POISON_RATE = 0.2
-SIGNS_ZOO = {"quick": {"benign": 5, "per_attack": 5, "n_train": 4000, "epochs": 10, "scan_images": 300},
-             "full": {"benign": 10, "per_attack": 10, "n_train": 6000, "epochs": 10, "scan_images": 300}}
-
-
-def zoo_config(size: dict, attack: str, index: int, task: str = "gaze"):
-    """Model ``index`` of one attack's part of the zoo (attack "none": the benign models)."""
-    from edgeguard.victims import TASKS, VictimConfig
-
-    seed = 1000 * (["none", *ATTACKS].index(attack) + 1) + index + (0 if task == "gaze" else 100000)
-    options = dict(ZOO_ATTACK_OPTIONS.get(attack, {})) if task == "gaze" else {}
-    if attack != "none":
-        rng = np.random.default_rng(seed)
-        if task == "gaze":
-            options["poison_rate"] = ZOO_POISON_RATE
-            options["target"] = (round(float(rng.uniform(-0.5, 0.3)), 3), round(float(rng.uniform(-0.6, 0.6)), 3))
-        else:
-            options["target"] = int(rng.integers(0, VictimConfig(task="signs").num_classes))
-    return VictimConfig(task=task, attack=attack, attack_options=options, n_train=size["n_train"], n_test=600,
-                        seed=seed, train=dataclasses.replace(TASKS[task].train, epochs=size["epochs"], seed=seed))
+DEFAULT_ZOOS = {("gaze", True): "gaze_quick.json", ("gaze", False): "gaze_full.json",
+                ("signs", True): "signs_quick.json", ("signs", False): "signs_full.json"}
 
 
 def scanners(quick: bool, task: str = "gaze") -> dict:
-    """method -> (scan function, config); the quick DRMGuard runs 300 steps of batch 32 with
-    a narrower generator (the published 2000 x 50 takes about 25 min per model on 2 cores)."""
+    """method -> (scan function, config). The first entries are the defaults the benchmark
+    runs (gaze: DRMGuard and Neural Cleanse; signs: DRMGuard); the rest are the DRMGuard
+    variants measured to choose its defaults (``--methods``). Quick DRMGuard: 300 steps of
+    batch 32 with a width-8 generator (the published 2000 x 50 takes about 25 min per model
+    on 2 cores); full: 1000 steps of 50 at width 16."""
     from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
 
     outputs = "softmax" if task == "signs" else "regression"
-    drm = (DRMGuardConfig(steps=300, batch_size=32, generator_width=8, outputs=outputs) if quick
-           else DRMGuardConfig(steps=1000, outputs=outputs))
+    size = dict(steps=300, batch_size=32, generator_width=8) if quick else dict(steps=1000)
+    drm = DRMGuardConfig(outputs=outputs, **size)
     if task == "signs":
         return {"drmguard": (scan, drm)}
-    return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig())}
+    variants = {
+        "drmguard-residual": DRMGuardConfig(trigger="residual", **size),
+        "drmguard-mask": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, **size),
+        "drmguard-mask-ref": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, reference=1.5, **size),
+        "drmguard-residual-ref": DRMGuardConfig(trigger="residual", reference=1.5, **size),
+        "drmguard-mask-restarts": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, restarts=3,
+                                                 **{**size, "steps": size["steps"] // 2}),
+    }
+    return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig()),
+            **{name: (scan, config) for name, config in variants.items()}}
 
 
-def _clean_frames(victim, size: dict):
+DEFAULT_METHODS = {"gaze": ["drmguard", "nc"], "signs": ["drmguard"]}
+
+
+def _clean_frames(victim, count: int):
     """The labelled clean frames a scan (and the repair) of ``victim`` uses: held-out data."""
     from edgeguard.victims import TASKS
 
     config = victim.config
-    return TASKS[config.task].make_data(size["scan_images"], 90000 + config.seed, config.num_classes)
+    return TASKS[config.task].make_data(count, 90000 + config.seed, config.num_classes)
 
 
-def _scan_all(zoo: list, methods: dict, size: dict) -> tuple[list[dict], dict]:
+def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict], dict]:
     """Scan every model with every method -> (records, {(attack, index): DRMGuard's ScanResult}
     for the badnets models, which the repair rows reuse)."""
     from edgeguard.metrics import angular_error_deg
 
     records, kept = [], {}
-    for attack, index, victim in zoo:
-        clean = _clean_frames(victim, size).images
+    for model, victim in members:
+        attack, index = model.attack, model.index
+        clean = _clean_frames(victim, scan_images).images
         for method, (fn, config) in methods.items():
             t0 = time.perf_counter()
             result = fn(victim.model, clean, config, progress=False)
-            record = {"attack": attack, "index": index, "method": method, "statistic": result.statistic,
+            record = {"attack": attack, "index": index, "name": model.name, "seed": victim.config.seed,
+                      "method": method, "statistic": result.statistic,
                       "residual_variance": result.residual_variance, "seconds": round(time.perf_counter() - t0, 1),
                       "learned": victim.metrics.get("asr_at_5deg", victim.metrics.get("asr")),
                       **{k: victim.metrics[k] for k in ("clean_err_deg", "ca") if k in victim.metrics}}
+            if getattr(result, "restarts", None) and len(result.restarts) > 1:
+                record["restarts"] = result.restarts
+            if getattr(result, "reference_change", None) is not None:
+                record["change"], record["reference_change"] = result.change, result.reference_change
             if attack != "none" and victim.config.task == "gaze":
                 target = np.asarray(victim.attack.target_, np.float64)
                 record["target_err_deg"] = float(angular_error_deg(result.target[None], target[None])[0])
@@ -141,26 +137,26 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def repair_rows(zoo: list, scans: dict, size: dict) -> list[dict]:
+def repair_rows(members: list, scans: dict, scan_images: int) -> list[dict]:
     """DRMGuard's repair of the badnets models with their scans' generators (on the scan's
-    300 labelled frames): clean and attack error on the test set before and after."""
+    labelled frames): clean and attack error on the test set before and after."""
     import copy
 
     from edgeguard.scan import repair
     from edgeguard.victims import evaluate
 
     rows = []
-    for attack, index, victim in zoo:
-        if (attack, index) not in scans:
+    for model, victim in members:
+        if (model.attack, model.index) not in scans:
             continue
-        clean = _clean_frames(victim, size)
-        result = scans[(attack, index)]
-        model = copy.deepcopy(victim.model)
+        clean = _clean_frames(victim, scan_images)
+        result = scans[(model.attack, model.index)]
+        repaired = copy.deepcopy(victim.model)
         t0 = time.perf_counter()
-        repair(model, result.generator, clean, progress=False)
-        model.eval()
-        after = evaluate(model, "regression", victim.test, victim.backdoor)
-        row = {"attack": attack, "index": index, "seconds": round(time.perf_counter() - t0, 1)}
+        repair(repaired, result.generator, clean, progress=False)
+        repaired.eval()
+        after = evaluate(repaired, "regression", victim.test, victim.backdoor)
+        row = {"attack": model.attack, "index": model.index, "seconds": round(time.perf_counter() - t0, 1)}
         row.update({f"{k}_before": v for k, v in victim.metrics.items()})
         row.update({f"{k}_after": v for k, v in after.items()})
         rows.append(row)
@@ -170,27 +166,36 @@ def repair_rows(zoo: list, scans: dict, size: dict) -> list[dict]:
 
 def main(argv=None) -> int:
     p = common.parser("scan", __doc__)
-    p.add_argument("--task", default="gaze", choices=["gaze", "signs"])
+    p.add_argument("--task", default="gaze", choices=["gaze", "signs"],
+                   help="which committed zoo to run when --zoo is not given (default gaze)")
+    p.add_argument("--zoo", help="a zoo file (schema: benchmarks/zoo.py); default benchmarks/zoos/"
+                                 "{gaze,signs}_{quick,full}.json by --task and --quick")
+    p.add_argument("--methods", help="comma-separated scanners to run (default: the task's; see scanners())")
+    p.add_argument("--no-repair", action="store_true", help="skip the repair rows")
     args = p.parse_args(argv)
-    from edgeguard.victims import get_victim
+    from benchmarks.zoo import ZOO_DIR, load_zoo, train_zoo
 
-    mode = "quick" if args.quick else "full"
-    size, attacks = (ZOO[mode], ATTACKS) if args.task == "gaze" else (SIGNS_ZOO[mode], ["badnets"])
-    methods = scanners(args.quick, args.task)
+    zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.task, args.quick)])
+    methods = scanners(args.quick, zoo.task)
+    wanted = args.methods.split(",") if args.methods else DEFAULT_METHODS[zoo.task]
+    unknown = [m for m in wanted if m not in methods]
+    if unknown:
+        p.error(f"unknown method(s) {unknown} for task {zoo.task}; choose from {sorted(methods)}")
+    methods = {m: methods[m] for m in wanted}
     extra = {}
 
     def body() -> list[dict]:
-        zoo = [(attack, i, get_victim(zoo_config(size, attack, i, args.task), progress=False))
-               for attack, count in [("none", size["benign"])] + [(a, size["per_attack"]) for a in attacks]
-               for i in range(count)]
-        records, scans = _scan_all(zoo, methods, size)
+        members, dropped = train_zoo(zoo)
+        extra["dropped"] = dropped
+        if not any(not m.benign for m, _ in members) or sum(m.benign for m, _ in members) < 2:
+            raise SystemExit("the zoo needs >= 2 benign models and >= 1 learned backdoor to be scored")
+        records, scans = _scan_all(members, methods, zoo.scan_images)
         extra["models"] = records
-        if args.task == "gaze":
-            extra["repair"] = repair_rows(zoo, scans, size)
+        if zoo.task == "gaze" and not args.no_repair:
+            extra["repair"] = repair_rows(members, scans, zoo.scan_images)
         return summary_rows(records)
 
-    config = {"mode": mode, "task": args.task, **size, "attacks": attacks,
-              "attack_options": ZOO_ATTACK_OPTIONS if args.task == "gaze" else {},
+    config = {"mode": "quick" if args.quick else "full", "zoo": zoo.source, **zoo.to_dict(),
               "scanners": {k: dataclasses.asdict(c) for k, (_, c) in methods.items()}}
     record = common.run("scan", config, body, args.json, extra=extra)
     print(f"wrote {args.json} in {record['seconds']:.0f} s")
