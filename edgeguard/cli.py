@@ -212,6 +212,7 @@ EXIT_BACKDOORED = 3
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     import numpy as np
@@ -219,7 +220,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
-    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
+    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, calibrate, neural_cleanse, scan
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
     from edgeguard.victims import TASKS
@@ -234,13 +235,23 @@ def cmd_scan(args: argparse.Namespace) -> int:
     order = rng.permutation(len(data))
     scan_data = data.subset(order[:args.images])
     regression = args.task == "gaze"
+    if args.threshold is not None and args.calibrate:
+        raise InvalidArgumentError("give --threshold or --calibrate, not both")
+    trusted = [load_model_weights(TASKS[args.task].model, path, width=args.width) for path in args.calibrate or []]
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
     if args.method == "nc":
-        result = neural_cleanse(model, scan_data.images, NeuralCleanseConfig(seed=args.seed, **overrides),
-                                progress=not args.quiet)
+        config, method = NeuralCleanseConfig(seed=args.seed, **overrides), neural_cleanse
     else:
         config = DRMGuardConfig(seed=args.seed, outputs="regression" if regression else "softmax", **overrides)
-        result = scan(model, scan_data.images, config, progress=not args.quiet)
+        method = scan
+    if trusted:
+        statistics = []
+        for path, benign in zip(args.calibrate, trusted):
+            statistics.append(method(benign, scan_data.images, config, progress=not args.quiet).statistic)
+            print(f"calibration: {path}: statistic {statistics[-1]:.4f}")
+        config = dataclasses.replace(config, threshold=calibrate(statistics))
+        print(f"calibrated threshold {config.threshold:.4f} (0.8 x the smallest of {len(trusted)} trusted models)")
+    result = method(model, scan_data.images, config, progress=not args.quiet)
     print(result)
     out = Path(args.report)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "adapted to regression, the baseline)")
     p.add_argument("--images", type=int, default=300, help="clean images the scan uses (default 300)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
-    p.add_argument("--threshold", type=float, default=None, help="decision threshold (calibrate it on benign models)")
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold: flagged below it. The "
+                   "shipped default was calibrated on benign SynthGaze models (README); for your models use "
+                   "--calibrate, or a threshold you calibrated before")
+    p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same task "
+                   "and data): each is scanned on the same frames and the threshold becomes 0.8 x the smallest "
+                   "of their statistics, so every trusted model would pass with a 20%% margin")
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
     p.add_argument("--report", default="scan_report", help="folder for scan.png and scan.json (default scan_report/)")
     p.add_argument("--repair", metavar="OUT", help="fine-tune the model against the found trigger; write its "

@@ -135,3 +135,17 @@ def test_scan_rejects_bad_input(tmp_path):
     assert main(["scan", str(weights), "--data", str(tmp_path / "missing.npz"), "--width", "0.125"]) == 2
     assert main(["scan", str(weights), "--data", str(data), "--width", "0.25"]) == 2  # weights of another width
     assert main(["scan", str(weights), "--data", str(data), "--images", "1"]) == 2
+
+
+def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys):
+    weights, data = _gaze_model_and_data(tmp_path)
+    common = [str(weights), "--task", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+              "--report", str(tmp_path / "report"), "--quiet"]
+    # Trusting the scanned model itself: the same frames and seed give it the same statistic,
+    # and the calibrated threshold sits 20% below that, so it must pass as clean.
+    assert main(["scan", *common, "--calibrate", str(weights)]) == 0
+    record = json.loads((tmp_path / "report" / "scan.json").read_text())
+    assert record["threshold"] == pytest.approx(0.8 * record["statistic"], rel=1e-6)
+    assert "calibrated threshold" in capsys.readouterr().out
+    assert main(["scan", *common, "--calibrate", str(weights), "--threshold", "0.1"]) == 2
+    assert main(["scan", *common, "--calibrate", str(tmp_path / "missing.safetensors")]) == 2
