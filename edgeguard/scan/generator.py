@@ -79,7 +79,8 @@ class MaskPatternGenerator(nn.Module):
 
     Args:
         channels: image channels C.
-        width: channels of the U-Net's first stage.
+        width: channels of the U-Net's first stage; 0: no U-Net, one mask and pattern for
+            every image (a universal trigger, as Neural Cleanse searches).
         image_size: (H, W) of the free per-pixel terms.
         mask_init: initial mask logit everywhere (-3: every pixel 5% replaced, so the search
             starts with a gradient at every pixel, as Neural Cleanse's does).
@@ -90,10 +91,14 @@ class MaskPatternGenerator(nn.Module):
         self.channels = channels
         self.mask_logit = nn.Parameter(torch.full((1, 1, *image_size), float(mask_init)))
         self.pattern_logit = nn.Parameter(torch.zeros(1, channels, *image_size))
-        self.net = _UNet(channels, channels + 1, width)
+        self.net = _UNet(channels, channels + 1, width) if width > 0 else None
 
     def mask_and_pattern(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
         """(m (N, 1, H, W), p (N, C, H, W)) for the images ``x``."""
+        if self.net is None:
+            n = len(x)
+            return (torch.sigmoid(self.mask_logit).expand(n, -1, -1, -1),
+                    torch.sigmoid(self.pattern_logit).expand(n, -1, -1, -1))
         logits = self.net(x)
         mask = torch.sigmoid(self.mask_logit + logits[:, :1])
         pattern = torch.sigmoid(self.pattern_logit + logits[:, 1:])
