@@ -79,9 +79,31 @@ def markdown(record: dict) -> str:
             lines += defense_grid(rows)
             continue
         lines += _table(rows, cols)
+    if record.get("benchmark") == "scan" and record.get("models"):
+        lines += ["**statistic per model** (lower = more suspicious; in brackets the estimated target's "
+                  "error in degrees)", ""] + scan_statistics(record["models"])
+    if record.get("dropped"):
+        lines += [f"Dropped (never learned): {', '.join(d['name'] for d in record['dropped'])}", ""]
     if record.get("repair"):
         lines += ["**repair**", ""] + _table(record["repair"], list(dict.fromkeys(k for r in record["repair"] for k in r)))
     return "\n".join(lines)
+
+
+def scan_statistics(models: list[dict]) -> list[str]:
+    """A scan benchmark's per-model records as one row per model, one column per method."""
+    methods = list(dict.fromkeys(r["method"] for r in models))
+    names = list(dict.fromkeys((r.get("name") or f"{r['attack']}-{r['index']}") for r in models))
+    cells = {}
+    for r in models:
+        cell = f"{r['statistic']:.4f}"
+        if r.get("target_err_deg") is not None:
+            cell += f" ({r['target_err_deg']:.0f})"
+        cells[(r.get("name") or f"{r['attack']}-{r['index']}", r["method"])] = cell
+    learned = {(r.get("name") or f"{r['attack']}-{r['index']}"): r.get("learned") for r in models}
+    lines = ["| model | learned | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    for name in names:
+        lines.append(f"| {name} | {_fmt(learned[name])} | " + " | ".join(cells.get((name, m), "") for m in methods) + " |")
+    return lines + [""]
 
 
 def _table(rows: list[dict], cols: list[str]) -> list[str]:

@@ -48,13 +48,21 @@ def scanners(quick: bool, task: str = "gaze") -> dict:
     drm = DRMGuardConfig(outputs=outputs, **size)
     if task == "signs":
         return {"drmguard": (scan, drm)}
+    # The variants measured to choose the defaults (README, "DRMGuard variants"): the previous
+    # default (residual generator, lambda_sim 80, the paper's r_f at 800, MTR at 5), and the
+    # mask x pattern generator with each of the paper's terms put back.
+    paper_terms = dict(lambda_feat=800.0, mtr_gamma=5.0)
     variants = {
-        "drmguard-residual": DRMGuardConfig(trigger="residual", **size),
-        "drmguard-mask": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, **size),
-        "drmguard-mask-ref": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, reference=1.5, **size),
-        "drmguard-residual-ref": DRMGuardConfig(trigger="residual", reference=1.5, **size),
-        "drmguard-mask-restarts": DRMGuardConfig(trigger="mask_pattern", lambda_sim=2.0, restarts=3,
-                                                 **{**size, "steps": size["steps"] // 2}),
+        "drmguard-residual": DRMGuardConfig(trigger="residual", **paper_terms, **size),
+        "drmguard-mask-rf-mtr": DRMGuardConfig(trigger="mask_pattern", **paper_terms, **size),
+        "drmguard-mask-mtr": DRMGuardConfig(trigger="mask_pattern", mtr_gamma=5.0, **size),
+        "drmguard-mask-rfnorm": DRMGuardConfig(trigger="mask_pattern", lambda_feat=1.0, feature_norm=True, **size),
+        "drmguard-universal": DRMGuardConfig(trigger="mask_pattern", generator_width=0,
+                                             **{k: v for k, v in size.items() if k != "generator_width"}),
+        "drmguard-adaptive": DRMGuardConfig(trigger="mask_pattern", adaptive=True, **size),
+        "drmguard-reference": DRMGuardConfig(trigger="mask_pattern", reference=1.5, **size),
+        "drmguard-restarts": DRMGuardConfig(trigger="mask_pattern", restarts=3,
+                                            **{**size, "steps": size["steps"] // 2}),
     }
     return {"drmguard": (scan, drm), "nc": (neural_cleanse, NeuralCleanseConfig()),
             **{name: (scan, config) for name, config in variants.items()}}
@@ -171,11 +179,17 @@ def main(argv=None) -> int:
     p.add_argument("--zoo", help="a zoo file (schema: benchmarks/zoo.py); default benchmarks/zoos/"
                                  "{gaze,signs}_{quick,full}.json by --task and --quick")
     p.add_argument("--methods", help="comma-separated scanners to run (default: the task's; see scanners())")
+    p.add_argument("--models", help="comma-separated model names of the zoo to run (default: all)")
     p.add_argument("--no-repair", action="store_true", help="skip the repair rows")
     args = p.parse_args(argv)
-    from benchmarks.zoo import ZOO_DIR, load_zoo, train_zoo
+    from benchmarks.zoo import ZOO_DIR, ZooError, load_zoo, train_zoo
 
     zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.task, args.quick)])
+    if args.models:
+        try:
+            zoo = zoo.subset(args.models.split(","))
+        except ZooError as err:
+            p.error(str(err))
     methods = scanners(args.quick, zoo.task)
     wanted = args.methods.split(",") if args.methods else DEFAULT_METHODS[zoo.task]
     unknown = [m for m in wanted if m not in methods]

@@ -90,6 +90,13 @@ class Zoo:
     def attacks(self) -> list[str]:
         return list(dict.fromkeys(m.attack for m in self.models if not m.benign))
 
+    def subset(self, names: "list[str]") -> "Zoo":
+        """The zoo with only the models called ``names`` (in the zoo's order)."""
+        unknown = sorted(set(names) - {m.name for m in self.models})
+        if unknown:
+            raise ZooError(f"{self.source}: no model(s) {unknown}; the zoo has {[m.name for m in self.models]}")
+        return dataclasses.replace(self, models=tuple(m for m in self.models if m.name in names))
+
     def victim_config(self, model: ZooModel, epochs: Optional[int] = None, seed: Optional[int] = None):
         """The VictimConfig of ``model`` (at ``epochs`` and ``seed`` if given: a retry)."""
         from edgeguard.victims import TASKS, VictimConfig

@@ -116,3 +116,11 @@ def test_only_learned_backdoors_enter_the_zoo_after_bounded_retries():
     assert [d["name"] for d in dropped] == ["wanet-1"]
     assert [t["learned"] for t in dropped[0]["tries"]] == [0.0, 0.1, 0.79]  # 0.79 < 0.8: still out
     assert len(calls) == 2 + 1 + 2 + 3 + 3  # at most three tries a model, none for benign ones
+
+
+def test_a_subset_keeps_names_and_indices_and_refuses_unknown_names():
+    zoo = parse_zoo(GOOD, "my_zoo.json")
+    part = zoo.subset(["wanet-0", "calm"])
+    assert [m.name for m in part.models] == ["calm", "wanet-0"] and part.models[1].index == 0
+    with pytest.raises(ZooError, match="badnets-7"):
+        zoo.subset(["badnets-7"])
