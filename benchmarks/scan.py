@@ -48,7 +48,7 @@ def scanners(quick: bool, task: str = "gaze") -> dict:
     drm = DRMGuardConfig(outputs=outputs, **size)
     if task == "signs":
         return {"drmguard": (scan, drm)}
-    # The variants measured to choose the defaults (README, "DRMGuard variants"): the previous
+    # The variants behind the defaults (README, "DRMGuard: zoos as data ..."): the previous
     # default (residual generator, lambda_sim 80, the paper's r_f at 800, MTR at 5), and the
     # mask x pattern generator with each of the paper's terms put back.
     paper_terms = dict(lambda_feat=800.0, mtr_gamma=5.0)
