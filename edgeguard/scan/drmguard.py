@@ -259,6 +259,11 @@ def angle_variance(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
     return torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6)).var(dim=0).sum()
 
 
+def _outputs_of(softmax: bool):
+    """(model, x) -> float outputs, as probabilities when ``softmax``."""
+    return (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
+
+
 def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, seed: int, clean_var: torch.Tensor,
               head: Optional[nn.Linear], captured: dict, progress: bool,
               target: Optional[torch.Tensor] = None) -> "tuple[nn.Module, list[float]]":
@@ -267,7 +272,7 @@ def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, see
     With ``target`` (d,) the outputs are pulled onto it (mean squared distance / clean
     variance) instead of onto each other: the reference collapse."""
     softmax = config.outputs == "softmax"
-    outputs_of = (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
+    outputs_of = _outputs_of(softmax)
     torch.manual_seed(seed)
     size = tuple(x_all.shape[2:])
     if config.trigger == "mask_pattern":
@@ -352,7 +357,7 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
     t0 = time.perf_counter()
     captured = {}
     hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0])) if use_angles else None
-    outputs_of = (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
+    outputs_of = _outputs_of(softmax)
     runs = []
     try:
         with frozen_eval(model):
