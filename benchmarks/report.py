@@ -91,18 +91,22 @@ def markdown(record: dict) -> str:
 
 def scan_statistics(models: list[dict]) -> list[str]:
     """A scan benchmark's per-model records as one row per model, one column per method."""
+    def name(r: dict) -> str:
+        return r.get("name") or f"{r['attack']}-{r['index']}"
+
     methods = list(dict.fromkeys(r["method"] for r in models))
-    names = list(dict.fromkeys((r.get("name") or f"{r['attack']}-{r['index']}") for r in models))
-    cells = {}
+    names = list(dict.fromkeys(name(r) for r in models))
+    cells, learned = {}, {}
     for r in models:
         cell = f"{r['statistic']:.4f}"
         if r.get("target_err_deg") is not None:
             cell += f" ({r['target_err_deg']:.0f})"
-        cells[(r.get("name") or f"{r['attack']}-{r['index']}", r["method"])] = cell
-    learned = {(r.get("name") or f"{r['attack']}-{r['index']}"): r.get("learned") for r in models}
+        cells[(name(r), r["method"])] = cell
+        learned[name(r)] = r.get("learned")
     lines = ["| model | learned | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
-    for name in names:
-        lines.append(f"| {name} | {_fmt(learned[name])} | " + " | ".join(cells.get((name, m), "") for m in methods) + " |")
+    for model in names:
+        lines.append(f"| {model} | {_fmt(learned[model])} | " + " | ".join(cells.get((model, m), "") for m in methods)
+                     + " |")
     return lines + [""]
 
 

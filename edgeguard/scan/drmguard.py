@@ -292,7 +292,7 @@ def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, see
         batch = x_all[rng.choice(len(x_all), min(config.batch_size, len(x_all)), replace=False)]
         if config.trigger == "mask_pattern":
             mask, pattern = generator.mask_and_pattern(batch)
-            generated = (1 - mask) * batch + mask * pattern
+            generated = generator.blend(batch, mask, pattern)
             cost = mask  # the share of each pixel replaced, whatever the pattern's intensity
         else:
             generated = generator(batch)

@@ -104,6 +104,10 @@ class MaskPatternGenerator(nn.Module):
         pattern = torch.sigmoid(self.pattern_logit + logits[:, 1:])
         return mask, pattern
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask, pattern = self.mask_and_pattern(x)
+    @staticmethod
+    def blend(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+        """(1 - mask) x + mask pattern."""
         return (1 - mask) * x + mask * pattern
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blend(x, *self.mask_and_pattern(x))
