@@ -124,3 +124,10 @@ def test_a_subset_keeps_names_and_indices_and_refuses_unknown_names():
     assert [m.name for m in part.models] == ["calm", "wanet-0"] and part.models[1].index == 0
     with pytest.raises(ZooError, match="badnets-7"):
         zoo.subset(["badnets-7"])
+
+
+def test_benchmark_jobs_map_in_worker_processes_matches_the_sequential_map():
+    from benchmarks.scan import _map
+
+    jobs = [(2, 10), (3, 4), (5, 0)]
+    assert _map(pow, jobs, 2) == _map(pow, jobs, 1) == [1024, 81, 1]
