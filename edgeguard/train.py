@@ -136,6 +136,7 @@ def fit(
     hook: Optional[BatchHook] = None,
     checkpoint: Optional[Path] = None,
     progress: bool = True,
+    freeze_norm: bool = False,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data``.
 
@@ -146,6 +147,8 @@ def fit(
         hook: optional per-batch rewrite (training-controlled attacks).
         checkpoint: file written after every epoch; when it exists, training resumes from it.
         progress: show a tqdm bar.
+        freeze_norm: keep batch-norm layers in eval mode (running statistics untouched): for
+            fine-tuning on a few hundred images, whose batch statistics would overwrite them.
     """
     if len(data) < config.batch_size:
         raise InvalidArgumentError(f"need at least batch_size={config.batch_size} samples, got {len(data)}")
@@ -183,6 +186,10 @@ def fit(
     for epoch in bar:
         generator.manual_seed(config.seed * 1000 + epoch)  # resumable: each epoch's randomness is fixed
         model.train()
+        if freeze_norm:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         order = torch.randperm(len(data), generator=generator)
         total, correct, seen = 0.0, 0, 0
         for step in range(steps_per_epoch):

@@ -89,3 +89,20 @@ def test_bf16_autocast_trains_and_leaves_fp32_contiguous_weights(toy_train):
     assert weight.dtype == torch.float32 and weight.is_contiguous()  # safetensors-ready
     with pytest.raises(InvalidArgumentError):
         fit(model, toy_train, TrainConfig(precision="fp8"), progress=False)
+
+
+def test_freeze_norm_keeps_batch_norm_statistics_and_still_trains(toy_train):
+    data = toy_train.subset(slice(0, 64))
+
+    def run(freeze):
+        torch.manual_seed(0)
+        model = create_model("preact_resnet18", num_outputs=8, width=0.125)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        fit(model, data, TrainConfig(epochs=1, batch_size=32), progress=False, freeze_norm=freeze)
+        moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+        return {k for k in moved if "running_" in k}, {k for k in moved if k.endswith("conv1.weight")}
+
+    stats, convs = run(freeze=True)
+    assert not stats and convs  # weights learn, statistics stay
+    stats, _ = run(freeze=False)
+    assert stats

@@ -21,9 +21,15 @@ from edgeguard.train import TrainConfig, TrainHistory, fit
 
 @dataclass(frozen=True)
 class RepairConfig:
-    """Fine-tuning settings of the repair (SGD, cosine schedule, no augmentation)."""
+    """Fine-tuning settings of the repair (SGD, cosine schedule, no augmentation).
+
+    Attributes:
+        train: the fine-tuning schedule.
+        freeze_norm: keep the model's batch-norm statistics as trained (see ``fit``).
+    """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=0.005, crop_padding=0, batch_size=64))
+    freeze_norm: bool = False
 
 
 @torch.no_grad()
@@ -50,4 +56,4 @@ def repair(model: nn.Module, generator: nn.Module, clean: ImageDataset, config: 
     mixed = replace(clean, images=np.concatenate([clean.images, triggered]),
                     labels=np.concatenate([clean.labels, clean.labels]))
     train = replace(config.train, batch_size=min(config.train.batch_size, len(mixed)))
-    return fit(model, mixed, train, progress=progress)
+    return fit(model, mixed, train, progress=progress, freeze_norm=config.freeze_norm)
