@@ -65,7 +65,8 @@ def markdown(record: dict) -> str:
     # Cached models keep the training time they were made with; the run itself may be short.
     training = f" (the models took {trained / 60:.0f} min to train)" if trained else ""
     mode = f"mode {record['config']['mode']}, " if record["config"].get("mode") else ""
-    lines = [f"Machine: {m.get('cpu')} ({m.get('cores')} cores), GPU: {m.get('gpu') or 'none'}, "
+    isa = f", {'/'.join(m['isa'])}" if m.get("isa") else ""
+    lines = [f"Machine: {m.get('cpu')} ({m.get('cores')} cores{isa}), GPU: {m.get('gpu') or 'none'}, "
              f"torch {m.get('torch')}, backend {m.get('backend')}; {mode}"
              f"run {record['seconds'] / 60:.0f} min{training}.", ""]
     tasks = dict.fromkeys(r.get("task", "") for r in record["results"])
