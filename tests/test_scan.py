@@ -174,7 +174,8 @@ def test_softmax_mode_collapses_a_classifier_without_a_linear_head_check():
         DRMGuardConfig(outputs="logits")
 
 
-def test_repair_makes_the_trigger_harmless_and_keeps_clean_outputs():
+@pytest.mark.parametrize("mode", ["given", "model"])
+def test_repair_makes_the_trigger_harmless_and_keeps_clean_outputs(mode):
     from edgeguard.data.dataset import ImageDataset
     from edgeguard.scan import RepairConfig, repair
     from edgeguard.scan.neural_cleanse import MaskPatternTrigger
@@ -217,12 +218,17 @@ def test_repair_makes_the_trigger_harmless_and_keeps_clean_outputs():
     trigger.mask_logit.data[:] = -20.0
     trigger.mask_logit.data[..., -8:-2, -8:-2] = 20.0
     trigger.pattern_logit.data[:] = 20.0
-    repair(student, trigger, ImageDataset(images, labels.astype(np.float32), "regression"),
-           RepairConfig(TrainConfig(epochs=20, lr=0.01, optimizer="adam", crop_padding=0, batch_size=64)), progress=False)
+    # labels="model" must not read the frames' labels: hand it zeros.
+    given = labels.astype(np.float32) if mode == "given" else np.zeros_like(labels, np.float32)
+    repair(student, trigger, ImageDataset(images, given, "regression"),
+           RepairConfig(TrainConfig(epochs=20, lr=0.01, optimizer="adam", crop_padding=0, batch_size=64), labels=mode),
+           progress=False)
     student.eval()
     with torch.no_grad():
         assert err(student, xt) < 0.5 * backdoor_before
         assert err(student, x) < 2 * clean_before + 0.02
+    with pytest.raises(InvalidArgumentError, match="labels"):
+        RepairConfig(labels="teacher")
 
 
 def test_scan_sample_runs_end_to_end(tmp_path):

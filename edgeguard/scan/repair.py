@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
-from edgeguard.errors import InvalidInputError
-from edgeguard.train import TrainConfig, TrainHistory, fit
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.train import TrainConfig, TrainHistory, fit, predict
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,19 @@ class RepairConfig:
     Attributes:
         train: the fine-tuning schedule.
         freeze_norm: keep the model's batch-norm statistics as trained (see ``fit``).
+        labels: what both copies of a frame are trained towards: "model", the flagged model's
+            own answer on the clean frame (no labels needed; the clean behaviour is the
+            starting point, so only the trigger's effect is trained away), or "given", the
+            frames' labels.
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=0.005, crop_padding=0, batch_size=64))
     freeze_norm: bool = False
+    labels: str = "given"
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("model", "given"):
+            raise InvalidArgumentError(f"labels must be 'model' or 'given', got {self.labels!r}")
 
 
 @torch.no_grad()
@@ -52,8 +61,12 @@ def repair(model: nn.Module, generator: nn.Module, clean: ImageDataset, config: 
     """
     if len(clean) < 2:
         raise InvalidInputError("repair needs at least 2 labelled clean images")
+    labels = clean.labels
+    if config.labels == "model":
+        answers = predict(model, clean.images)
+        labels = answers.argmax(1).astype(clean.labels.dtype) if clean.task == "classification" \
+            else answers.astype(np.float32)
     triggered = apply_trigger(generator, clean.images)
-    mixed = replace(clean, images=np.concatenate([clean.images, triggered]),
-                    labels=np.concatenate([clean.labels, clean.labels]))
+    mixed = replace(clean, images=np.concatenate([clean.images, triggered]), labels=np.concatenate([labels, labels]))
     train = replace(config.train, batch_size=min(config.train.batch_size, len(mixed)))
     return fit(model, mixed, train, progress=progress, freeze_norm=config.freeze_norm)
