@@ -47,14 +47,17 @@ def scanners(quick: bool, task: str = "gaze") -> dict:
     outputs = "softmax" if task == "signs" else "regression"
     size = dict(steps=300, batch_size=32, generator_width=8) if quick else dict(steps=1000)
     drm = DRMGuardConfig(outputs=outputs, **size)
+    paper_terms = dict(lambda_feat=800.0, mtr_gamma=5.0)
     if task == "signs":
+        # The default (residual generator, no r_f, no MTR), the previous one (with the paper's
+        # r_f and MTR: the README's first signs table) and the mask x pattern generator.
         return {"drmguard": (scan, drm),
-                "drmguard-residual": (scan, DRMGuardConfig(outputs=outputs, trigger="residual", **size)),
+                "drmguard-residual-rf-mtr": (scan, DRMGuardConfig(outputs=outputs, trigger="residual",
+                                                                  **paper_terms, **size)),
                 "drmguard-mask": (scan, DRMGuardConfig(outputs=outputs, trigger="mask_pattern", **size))}
     # The variants behind the defaults (README, "DRMGuard: zoos as data ..."): the previous
     # default (residual generator, lambda_sim 80, the paper's r_f at 800, MTR at 5), and the
     # mask x pattern generator with each of the paper's terms put back.
-    paper_terms = dict(lambda_feat=800.0, mtr_gamma=5.0)
     variants = {
         "drmguard-residual": DRMGuardConfig(trigger="residual", **paper_terms, **size),
         "drmguard-mask-rf-mtr": DRMGuardConfig(trigger="mask_pattern", **paper_terms, **size),
