@@ -3,6 +3,7 @@
     python -m benchmarks.scan --quick --json /tmp/scan.json                  # zoos/gaze_quick.json
     python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json  # softmax extension
     python -m benchmarks.scan --zoo my_zoo.json --quick --json /tmp/mine.json  # any zoo file
+    python -m benchmarks.scan --quick --jobs 2 --json /tmp/scan.json         # two models at a time
 
 The zoo is a JSON file (schema and the learned-only rule: benchmarks/zoo.py): benign models
 and backdoored ones per attack, each with its own seed and target. A backdoored model is
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", help="comma-separated model names of the zoo to run (default: all)")
     p.add_argument("--no-repair", action="store_true", help="skip the repair rows")
     p.add_argument("--jobs", type=int, default=1,
-                   help="models trained and scanned at once, each on cores/jobs threads (default 1). "
+                   help="models trained and scanned at once, each on cores/jobs threads (default 1: torch's own "
+                        "thread count). "
                         "The small victims gain little from a second thread (a gaze training step: "
                         "about as fast on 1 thread as on 2), so on 2 cores --jobs 2 runs nearly "
                         "twice the models in the same time; statistics move slightly with the thread count")
@@ -244,7 +246,10 @@ def main(argv=None) -> int:
 
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    import torch
+
+    # One job keeps torch's own setting (OMP_NUM_THREADS is honoured); N jobs share the cores.
+    threads = torch.get_num_threads() if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
     by_name = {m.name: m for m in zoo.models}
     names = list(by_name)
     repair = zoo.task == "gaze" and not args.no_repair
