@@ -25,6 +25,7 @@ DRMGuard only (the adapted Neural Cleanse is for regression), no repair rows.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -100,7 +101,9 @@ def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict
             result = fn(victim.model, clean, config, progress=False)
             record = {"attack": attack, "index": index, "name": model.name, "seed": victim.config.seed,
                       "method": method, "statistic": result.statistic,
-                      "residual_variance": result.residual_variance, "seconds": round(time.perf_counter() - t0, 1),
+                      "residual_variance": result.residual_variance,
+                      "collapsed": bool(result.residual_variance < config.collapse),
+                      "seconds": round(time.perf_counter() - t0, 1),
                       "learned": victim.metrics.get("asr_at_5deg", victim.metrics.get("asr")),
                       **{k: victim.metrics[k] for k in ("clean_err_deg", "ca") if k in victim.metrics}}
             if getattr(result, "restarts", None) and len(result.restarts) > 1:
@@ -119,6 +122,13 @@ def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict
     return records, kept
 
 
+def _score(record: dict) -> float:
+    """The statistic a model is ranked and judged by: a search whose outputs never collapsed
+    found no trigger, however small its change (the scan's own verdict needs both), so it
+    ranks as clean as can be."""
+    return record["statistic"] if record.get("collapsed", True) else math.inf
+
+
 def _verdicts(records: list[dict], method: str) -> dict:
     """(attack, index) -> flagged, with leave-one-out thresholds from the benign models."""
     from edgeguard.scan import calibrate
@@ -127,8 +137,11 @@ def _verdicts(records: list[dict], method: str) -> dict:
     benign = {r["index"]: r for r in rows if r["attack"] == "none"}
     flags = {}
     for r in rows:
-        others = [b["statistic"] for i, b in benign.items() if not (r["attack"] == "none" and i == r["index"])]
-        flags[(r["attack"], r["index"])] = r["statistic"] < calibrate(others)
+        others = [_score(b) for i, b in benign.items() if not (r["attack"] == "none" and i == r["index"])]
+        others = [s for s in others if math.isfinite(s)]
+        # No other benign model collapsed at all: any collapse is the suspicious thing.
+        threshold = calibrate(others) if others else math.inf
+        flags[(r["attack"], r["index"])] = _score(r) < threshold
     return flags
 
 
@@ -147,7 +160,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             rows.append({"attack": attack, "method": method,
                          **detection_counts([flags[(r["attack"], r["index"])] for r in bad],
                                             [flags[(r["attack"], r["index"])] for r in benign]),
-                         "roc_auc": roc_auc([r["statistic"] for r in bad], [r["statistic"] for r in benign]),
+                         "roc_auc": roc_auc([_score(r) for r in bad], [_score(r) for r in benign]),
                          "seconds_per_model": round(float(np.mean([r["seconds"] for r in counted])), 1)})
     return rows
 

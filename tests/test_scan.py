@@ -263,6 +263,25 @@ def test_zoo_summary_calibrates_leave_one_out_on_benign_models_only():
     assert rows["all"]["roc_auc"] == pytest.approx(7 / 12) and rows["all"]["seconds_per_model"] == 2.0
 
 
+def test_zoo_summary_counts_a_search_that_never_collapsed_as_clean():
+    from benchmarks.scan import summary_rows
+
+    def rec(attack, index, statistic, collapsed=True):
+        return {"attack": attack, "index": index, "method": "drmguard", "statistic": statistic, "seconds": 1.0,
+                "collapsed": collapsed}
+
+    # A search that stayed at the identity has a tiny change and no collapse: no trigger found.
+    records = [rec("none", 0, 0.05), rec("none", 1, 0.0001, collapsed=False), rec("none", 2, 0.06),
+               rec("badnets", 0, 0.01), rec("badnets", 1, 0.0002, collapsed=False)]
+    rows = {r["attack"]: r for r in summary_rows(records)}
+    # Threshold 0.8 * 0.05 = 0.04 from the collapsed benign models; benign 1 and badnets 1 are never flagged.
+    assert (rows["all"]["tp"], rows["all"]["fn"], rows["all"]["fp"], rows["all"]["tn"]) == (1, 1, 0, 3)
+    # badnets 0 ranks below all three benign; badnets 1 (inf) ties benign 1 and beats none -> (3 + 0.5) / 6.
+    assert rows["all"]["roc_auc"] == pytest.approx(3.5 / 6)
+    only_uncollapsed_benign = [rec("none", 0, 0.001, False), rec("none", 1, 0.002, False), rec("badnets", 0, 0.05)]
+    assert summary_rows(only_uncollapsed_benign)[0]["tp"] == 1  # any collapse is suspicious then
+
+
 def test_defaults_follow_the_output_kind_and_trigger():
     from edgeguard.scan import DRMGuardConfig
 
