@@ -225,6 +225,23 @@ def _map(fn, jobs: list[tuple], workers: int) -> list:
         return pool.starmap(fn, jobs, chunksize=1)
 
 
+def rescore(source: str, out: str) -> int:
+    """Summary rows of ``source`` recomputed from its ``models`` records; written to ``out``
+    with ``rescored_from`` naming the source (whose run, machine and timings it keeps)."""
+    import json
+    from pathlib import Path
+
+    record = json.loads(Path(source).read_text())
+    scanners_used = record["config"]["scanners"]
+    for r in record["models"]:
+        r.setdefault("collapsed", bool(r["residual_variance"] < scanners_used[r["method"]]["collapse"]))
+    record["results"] = summary_rows(record["models"])
+    record["rescored_from"] = str(source)
+    Path(out).write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = common.parser("scan", __doc__)
     p.add_argument("--task", default="gaze", choices=["gaze", "signs"],
@@ -240,7 +257,12 @@ def main(argv=None) -> int:
                         "The small victims gain little from a second thread (a gaze training step: "
                         "about as fast on 1 thread as on 2), so on 2 cores --jobs 2 runs nearly "
                         "twice the models in the same time; statistics move slightly with the thread count")
+    p.add_argument("--rescore", metavar="RESULTS",
+                   help="recompute the summary rows of a results JSON from its per-model records (after a "
+                        "change to the scoring rules) instead of scanning; writes --json")
     args = p.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, args.json)
     from benchmarks.zoo import ZOO_DIR, ZooError, load_zoo
 
     zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.task, args.quick)])

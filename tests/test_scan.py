@@ -313,3 +313,25 @@ def test_scan_with_restarts_reports_every_run_and_keeps_the_best():
     assert result.statistic in result.restarts
     single = scan(model, x, DRMGuardConfig(steps=15, batch_size=16, generator_width=4, seed=1), progress=False)
     assert single.statistic == pytest.approx(result.restarts[1], rel=1e-5)  # restart k is seed + k
+
+
+def test_rescore_recomputes_summary_rows_from_saved_records(tmp_path):
+    import json
+
+    from benchmarks.scan import main
+
+    def rec(attack, index, statistic, residual):
+        return {"attack": attack, "index": index, "method": "drmguard", "statistic": statistic, "seconds": 1.0,
+                "residual_variance": residual}
+
+    # Saved before records said "collapsed": badnets 1's search never collapsed (residual 0.9 > 0.1).
+    saved = {"config": {"scanners": {"drmguard": {"collapse": 0.1}}}, "results": [],
+             "models": [rec("none", 0, 0.05, 0.01), rec("none", 1, 0.06, 0.02), rec("badnets", 0, 0.01, 0.01),
+                        rec("badnets", 1, 0.001, 0.9)]}
+    source = tmp_path / "old.json"
+    source.write_text(json.dumps(saved))
+    assert main(["--rescore", str(source), "--json", str(tmp_path / "new.json")]) == 0
+    new = json.loads((tmp_path / "new.json").read_text())
+    row = new["results"][-1]
+    assert (row["attack"], row["tp"], row["fn"], row["roc_auc"]) == ("all", 1, 1, 0.5)
+    assert [m["collapsed"] for m in new["models"]] == [True, True, True, False]
