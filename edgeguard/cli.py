@@ -247,10 +247,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if trusted:
         statistics = []
         for path, benign in zip(args.calibrate, trusted):
-            statistics.append(method(benign, scan_data.images, config, progress=not args.quiet).statistic)
-            print(f"calibration: {path}: statistic {statistics[-1]:.4f}")
-        config = dataclasses.replace(config, threshold=calibrate(statistics))
-        print(f"calibrated threshold {config.threshold:.4f} (0.8 x the smallest of {len(trusted)} trusted models)")
+            found = method(benign, scan_data.images, config, progress=not args.quiet)
+            if found.residual_variance < config.collapse:
+                statistics.append(found.statistic)
+                print(f"calibration: {path}: statistic {found.statistic:.4f}")
+            else:  # a change that left the outputs spread says nothing about a trigger's size
+                print(f"calibration: {path}: outputs never collapsed (residual variance "
+                      f"{found.residual_variance:.3f}); not used for the threshold")
+        if statistics:
+            config = dataclasses.replace(config, threshold=calibrate(statistics))
+            print(f"calibrated threshold {config.threshold:.4f} (0.8 x the smallest of {len(statistics)} "
+                  f"trusted models)")
+        else:  # the statistic is a share of the image (<= 1): this threshold flags any collapse
+            config = dataclasses.replace(config, threshold=1.0)
+            print("no trusted model's outputs collapsed: any collapse is flagged (threshold 1.0)")
     result = method(model, scan_data.images, config, progress=not args.quiet)
     print(result)
     out = Path(args.report)

@@ -137,15 +137,30 @@ def test_scan_rejects_bad_input(tmp_path):
     assert main(["scan", str(weights), "--data", str(data), "--images", "1"]) == 2
 
 
-def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys):
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monkeypatch, collapsed):
+    import edgeguard.scan as scan_module
+
     weights, data = _gaze_model_and_data(tmp_path)
     common = [str(weights), "--task", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
               "--report", str(tmp_path / "report"), "--quiet"]
+    real_scan = scan_module.scan
+
+    def outcome(*args, **kwargs):  # 2 steps collapse nothing; say whether the search did
+        result = real_scan(*args, **kwargs)
+        result.residual_variance = 0.0 if collapsed else 1.0
+        return result
+
+    monkeypatch.setattr(scan_module, "scan", outcome)
     # Trusting the scanned model itself: the same frames and seed give it the same statistic,
     # and the calibrated threshold sits 20% below that, so it must pass as clean.
     assert main(["scan", *common, "--calibrate", str(weights)]) == 0
     record = json.loads((tmp_path / "report" / "scan.json").read_text())
-    assert record["threshold"] == pytest.approx(0.8 * record["statistic"], rel=1e-6)
-    assert "calibrated threshold" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    if collapsed:
+        assert record["threshold"] == pytest.approx(0.8 * record["statistic"], rel=1e-6)
+        assert "calibrated threshold" in out
+    else:  # a search that never collapsed measured no trigger: it sets no threshold
+        assert record["threshold"] == 1.0 and "never collapsed" in out
     assert main(["scan", *common, "--calibrate", str(weights), "--threshold", "0.1"]) == 2
     assert main(["scan", *common, "--calibrate", str(tmp_path / "missing.safetensors")]) == 2
