@@ -82,7 +82,8 @@ def markdown(record: dict) -> str:
         lines += _table(rows, cols)
     if record.get("benchmark") == "scan" and record.get("models"):
         lines += ["**statistic per model** (lower = more suspicious; in brackets the estimated target's "
-                  "error in degrees)", ""] + scan_statistics(record["models"])
+                  "error in degrees, or whether it is the attack's class; *: the outputs never collapsed, "
+                  "ranked as clean)", ""] + scan_statistics(record["models"])
     if record.get("dropped"):
         lines += [f"Dropped (never learned): {', '.join(d['name'] for d in record['dropped'])}", ""]
     if record.get("repair"):
@@ -99,9 +100,11 @@ def scan_statistics(models: list[dict]) -> list[str]:
     names = list(dict.fromkeys(name(r) for r in models))
     cells, learned = {}, {}
     for r in models:
-        cell = f"{r['statistic']:.4f}"
+        cell = f"{r['statistic']:.4f}" + ("*" if r.get("collapsed") is False else "")
         if r.get("target_err_deg") is not None:
             cell += f" ({r['target_err_deg']:.0f})"
+        elif r.get("target_found") is not None:
+            cell += " (class)" if r["target_found"] else " (other)"
         cells[(name(r), r["method"])] = cell
         learned[name(r)] = r.get("learned")
     lines = ["| model | learned | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]

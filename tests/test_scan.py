@@ -289,7 +289,8 @@ def test_defaults_follow_the_output_kind_and_trigger():
     assert (regression.trigger, regression.lambda_sim, regression.lambda_feat) == ("mask_pattern", 2.0, 0.0)
     assert DRMGuardConfig(trigger="residual").lambda_sim == 80.0
     softmax = DRMGuardConfig(outputs="softmax")
-    assert (softmax.trigger, softmax.lambda_sim) == ("residual", 0.5)  # as measured on the signs zoo
+    assert (softmax.trigger, softmax.lambda_sim, softmax.threshold) == ("mask_pattern", 2.0, 0.03)
+    assert DRMGuardConfig(outputs="softmax", trigger="residual").lambda_sim == 0.5
     assert DRMGuardConfig(outputs="softmax", lambda_sim=3.0).lambda_sim == 3.0
     with pytest.raises(InvalidArgumentError, match="trigger"):
         DRMGuardConfig(trigger="warp")
