@@ -253,10 +253,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-repair", action="store_true", help="skip the repair rows")
     p.add_argument("--jobs", type=int, default=1,
                    help="models trained and scanned at once, each on cores/jobs threads (default 1: torch's own "
-                        "thread count). "
-                        "The small victims gain little from a second thread (a gaze training step: "
-                        "about as fast on 1 thread as on 2), so on 2 cores --jobs 2 runs nearly "
-                        "twice the models in the same time; statistics move slightly with the thread count")
+                        "thread count). Training the small victims gains little from a second thread, scanning "
+                        "does: time both on your machine (README). Statistics move slightly with the "
+                        "thread count")
     p.add_argument("--rescore", metavar="RESULTS",
                    help="recompute the summary rows of a results JSON from its per-model records (after a "
                         "change to the scoring rules) instead of scanning; writes --json")
