@@ -94,7 +94,7 @@ class DRMGuardConfig:
             intensity); see ``edgeguard.scan.generator``. None: "mask_pattern" (regression: it
             found the BadNets trigger where the residual generator settled on a cheap
             non-trigger edit; softmax: on the quick signs zoo it collapsed every BadNets
-            classifier with a change of 0.2-0.3% of the image onto the attack's class and
+            classifier with a change of 0.2-1.5% of the image onto the attack's class and
             never collapsed a benign one, where the residual generator's statistics overlapped).
         pixel_lr: Adam learning rate of the mask / pattern generator's free per-pixel logits.
         restarts: optimisations from different initialisations; the cheapest collapse is kept.
