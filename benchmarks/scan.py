@@ -104,7 +104,7 @@ def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict
             record = {"attack": attack, "index": index, "name": model.name, "seed": victim.config.seed,
                       "method": method, "statistic": result.statistic,
                       "residual_variance": result.residual_variance,
-                      "collapsed": bool(result.residual_variance < config.collapse),
+                      "collapsed": bool(result.collapsed),
                       "seconds": round(time.perf_counter() - t0, 1),
                       "learned": victim.metrics.get("asr_at_5deg", victim.metrics.get("asr")),
                       **{k: victim.metrics[k] for k in ("clean_err_deg", "ca") if k in victim.metrics}}
@@ -132,17 +132,17 @@ def _score(record: dict) -> float:
 
 
 def _verdicts(records: list[dict], method: str) -> dict:
-    """(attack, index) -> flagged, with leave-one-out thresholds from the benign models."""
-    from edgeguard.scan import calibrate
+    """(attack, index) -> flagged, with leave-one-out thresholds from the benign models
+    (the CLI's ``--calibrate`` rule: ``edgeguard.scan.threshold_from_trusted``)."""
+    from edgeguard.scan import threshold_from_trusted
 
     rows = [r for r in records if r["method"] == method]
     benign = {r["index"]: r for r in rows if r["attack"] == "none"}
     flags = {}
     for r in rows:
-        others = [_score(b) for i, b in benign.items() if not (r["attack"] == "none" and i == r["index"])]
-        others = [s for s in others if math.isfinite(s)]
-        # No other benign model collapsed at all: any collapse is the suspicious thing.
-        threshold = calibrate(others) if others else math.inf
+        others = [b for i, b in benign.items() if not (r["attack"] == "none" and i == r["index"])]
+        threshold = threshold_from_trusted([b["statistic"] for b in others],
+                                           [b.get("collapsed", True) for b in others])
         flags[(r["attack"], r["index"])] = _score(r) < threshold
     return flags
 

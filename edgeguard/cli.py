@@ -220,7 +220,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
-    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, calibrate, neural_cleanse, scan
+    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan, threshold_from_trusted
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
     from edgeguard.victims import TASKS
@@ -245,22 +245,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
         config = DRMGuardConfig(seed=args.seed, outputs="regression" if regression else "softmax", **overrides)
         method = scan
     if trusted:
-        statistics = []
-        for path, benign in zip(args.calibrate, trusted):
-            found = method(benign, scan_data.images, config, progress=not args.quiet)
-            if found.residual_variance < config.collapse:
-                statistics.append(found.statistic)
-                print(f"calibration: {path}: statistic {found.statistic:.4f}")
-            else:  # a change that left the outputs spread says nothing about a trigger's size
-                print(f"calibration: {path}: outputs never collapsed (residual variance "
-                      f"{found.residual_variance:.3f}); not used for the threshold")
-        if statistics:
-            config = dataclasses.replace(config, threshold=calibrate(statistics))
-            print(f"calibrated threshold {config.threshold:.4f} (0.8 x the smallest of {len(statistics)} "
-                  f"trusted models)")
-        else:  # the statistic is a share of the image (<= 1): this threshold flags any collapse
-            config = dataclasses.replace(config, threshold=1.0)
-            print("no trusted model's outputs collapsed: any collapse is flagged (threshold 1.0)")
+        found = [method(benign, scan_data.images, config, progress=not args.quiet) for benign in trusted]
+        for path, r in zip(args.calibrate, found):
+            print(f"calibration: {path}: statistic {r.statistic:.4f}" if r.collapsed else
+                  f"calibration: {path}: outputs never collapsed (residual variance {r.residual_variance:.3f}); "
+                  "not used for the threshold")
+        threshold = threshold_from_trusted([r.statistic for r in found], [r.collapsed for r in found])
+        config = dataclasses.replace(config, threshold=threshold)
+        used = sum(r.collapsed for r in found)
+        print(f"calibrated threshold {threshold:.4f} (0.8 x the smallest of {used} trusted models)" if used else
+              "no trusted model's outputs collapsed: any collapse is flagged (threshold inf)")
     result = method(model, scan_data.images, config, progress=not args.quiet)
     print(result)
     out = Path(args.report)
@@ -365,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--calibrate, or a threshold you calibrated before")
     p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same task "
                    "and data): each is scanned on the same frames and the threshold becomes 0.8 x the smallest "
-                   "of their statistics, so every trusted model would pass with a 20%% margin")
+                   "of their statistics, so every trusted model would pass with a 20%% margin (a trusted model "
+                   "whose outputs never collapsed sets nothing; if none collapsed, any collapse is flagged)")
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
     p.add_argument("--report", default="scan_report", help="folder for scan.png and scan.json (default scan_report/)")
     p.add_argument("--repair", metavar="OUT", help="fine-tune the model against the found trigger; write its "

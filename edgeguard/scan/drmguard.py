@@ -32,10 +32,11 @@ clean one): a small change that leaves the outputs spread out is no trigger.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -165,8 +166,10 @@ class ScanResult:
     Attributes:
         statistic: I(f), the mean absolute change G(x) - x per pixel on the clean images.
         threshold: the decision threshold used.
-        backdoored: statistic < threshold and residual_variance < the config's collapse.
+        backdoored: statistic < threshold and the outputs collapsed.
         residual_variance: output variance on the generated images / on the clean ones.
+        collapsed: residual_variance < the config's ``collapse``: the search found an edit that
+            sends every image to one output; without one, ``statistic`` says nothing of a trigger.
         target: (d,) mean model output on the generated images: the estimated attack target.
         losses: per-step total loss.
         seconds: wall time of the scan.
@@ -180,6 +183,7 @@ class ScanResult:
     threshold: float
     backdoored: bool
     residual_variance: float
+    collapsed: bool
     target: np.ndarray
     losses: list[float] = field(repr=False)
     seconds: float
@@ -392,8 +396,9 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
     finally:
         if hook is not None:
             hook.remove()
+    collapsed = best["residual"] < config.collapse
     result = ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=best["residual"],
-                        backdoored=statistic < config.threshold and best["residual"] < config.collapse,
+                        collapsed=collapsed, backdoored=collapsed and statistic < config.threshold,
                         target=best["target"], losses=best["losses"], seconds=time.perf_counter() - t0,
                         generator=best["generator"], restarts=[r["statistic"] for r in runs],
                         change=best["statistic"], reference_change=reference)
@@ -409,3 +414,26 @@ def calibrate(statistics: "list[float] | np.ndarray", quantile: float = 0.0, mar
     if values.size == 0 or not np.isfinite(values).all():
         raise InvalidArgumentError("need finite statistics of at least one benign model")
     return float(margin * np.quantile(values, quantile))
+
+
+ANY_COLLAPSE = math.inf
+
+
+def threshold_from_trusted(statistics: Sequence[float], collapsed: Sequence[bool], margin: float = 0.8) -> float:
+    """The decision threshold from scans of trusted (benign) models: their statistics and
+    whether each search's outputs collapsed (``ScanResult.statistic``, ``.collapsed``).
+
+    Only collapsed searches calibrate: one that never collapsed found no edit that acts like a
+    trigger, so its change says nothing about a trigger's size. The threshold is ``calibrate``
+    of the collapsed ones; if none collapsed, ``ANY_COLLAPSE`` (inf): a scanned model is then
+    flagged as soon as its outputs collapse at all.
+
+    >>> round(threshold_from_trusted([0.02, 0.001, 0.015], [True, False, True]), 4)
+    0.012
+    >>> threshold_from_trusted([0.001], [False])
+    inf
+    """
+    if len(statistics) != len(collapsed):
+        raise InvalidArgumentError(f"{len(statistics)} statistics but {len(collapsed)} collapse flags")
+    used = [s for s, c in zip(statistics, collapsed) if c]
+    return calibrate(used, margin=margin) if used else ANY_COLLAPSE

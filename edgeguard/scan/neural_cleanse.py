@@ -111,8 +111,9 @@ def neural_cleanse(model: nn.Module, images, config: NeuralCleanseConfig = Neura
         outputs = batched(lambda b: model(trigger(b)).float(), x_all)
         statistic = float(trigger.mask.detach().mean())
     residual = float(outputs.var(dim=0).sum() / clean_var)
+    collapsed = residual < config.collapse
     return ScanResult(statistic=statistic, threshold=config.threshold, residual_variance=residual,
-                      backdoored=statistic < config.threshold and residual < config.collapse,
+                      collapsed=collapsed, backdoored=collapsed and statistic < config.threshold,
                       target=outputs.mean(dim=0).numpy(), losses=losses, seconds=time.perf_counter() - t0,
                       generator=trigger.eval())
 

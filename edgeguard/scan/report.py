@@ -13,9 +13,12 @@ from edgeguard.scan.drmguard import ScanResult, as_float_images, batched, frozen
 
 
 def scan_record(result: ScanResult, method: str, **extra: Any) -> dict[str, Any]:
-    """The JSON-ready summary of a scan, with ``extra`` entries added."""
+    """The JSON-ready summary of a scan, with ``extra`` entries added (threshold null: no
+    threshold, any collapse is flagged; see ``threshold_from_trusted``)."""
+    threshold = result.threshold if np.isfinite(result.threshold) else None
     return {"method": method, "backdoored": bool(result.backdoored), "statistic": result.statistic,
-            "threshold": result.threshold, "residual_variance": result.residual_variance,
+            "threshold": threshold, "residual_variance": result.residual_variance,
+            "collapsed": bool(result.collapsed),
             "estimated_target": np.asarray(result.target).tolist(), "seconds": round(result.seconds, 2),
             "final_loss": result.losses[-1] if result.losses else None, **extra}
 
