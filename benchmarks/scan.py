@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from benchmarks import common
+from edgeguard.errors import InvalidArgumentError
 
 DEFAULT_ZOOS = {("gaze", True): "gaze_quick.json", ("gaze", False): "gaze_full.json",
                 ("signs", True): "signs_quick.json", ("signs", False): "signs_full.json"}
@@ -233,10 +234,21 @@ def rescore(source: str, out: str) -> int:
     import json
     from pathlib import Path
 
-    record = json.loads(Path(source).read_text())
-    scanners_used = record["config"]["scanners"]
-    for r in record["models"]:
-        r.setdefault("collapsed", bool(r["residual_variance"] < scanners_used[r["method"]]["collapse"]))
+    if Path(out).resolve() == Path(source).resolve():
+        raise InvalidArgumentError(f"--rescore {source}: give a different --json; the source stays as it was")
+    try:
+        record = json.loads(Path(source).read_text())
+        scanners_used = record["config"]["scanners"]
+        for r in record["models"]:
+            missing = sorted({"attack", "index", "method", "statistic", "residual_variance"} - set(r))
+            if missing:
+                raise KeyError(f"a model record without {missing}")
+            r.setdefault("collapsed", bool(r["residual_variance"] < scanners_used[r["method"]]["collapse"]))
+    except OSError as err:
+        raise InvalidArgumentError(f"--rescore {source}: cannot read it ({err.strerror})") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise InvalidArgumentError(f"--rescore {source}: not a scan benchmark's results JSON (config.scanners and "
+                                   f"per-model records with statistics are needed): {err}") from err
     record["results"] = summary_rows(record["models"])
     record["rescored_from"] = str(source)
     Path(out).write_text(json.dumps(record, indent=2))
@@ -263,7 +275,10 @@ def main(argv=None) -> int:
                         "change to the scoring rules) instead of scanning; writes --json")
     args = p.parse_args(argv)
     if args.rescore:
-        return rescore(args.rescore, args.json)
+        try:
+            return rescore(args.rescore, args.json)
+        except InvalidArgumentError as err:
+            p.error(str(err))
     from benchmarks.zoo import ZOO_DIR, ZooError, load_zoo
 
     zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.task, args.quick)])

@@ -336,3 +336,20 @@ def test_rescore_recomputes_summary_rows_from_saved_records(tmp_path):
     row = new["results"][-1]
     assert (row["attack"], row["tp"], row["fn"], row["roc_auc"]) == ("all", 1, 1, 0.5)
     assert [m["collapsed"] for m in new["models"]] == [True, True, True, False]
+
+
+def test_rescore_refuses_bad_sources_before_writing(tmp_path, capsys):
+    import json
+
+    from benchmarks.scan import main
+
+    other = tmp_path / "speed.json"
+    other.write_text(json.dumps({"results": [{"fps": 30.0}]}))  # another benchmark's results
+    out = tmp_path / "new.json"
+    for source, message in [(other, "not a scan benchmark's results"), (tmp_path / "missing.json", "cannot read"),
+                            (other, "different --json")]:
+        target = other if message == "different --json" else out
+        with pytest.raises(SystemExit) as stop:
+            main(["--rescore", str(source), "--json", str(target)])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists() and json.loads(other.read_text()) == {"results": [{"fps": 30.0}]}
