@@ -168,9 +168,10 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def repair_rows(members: list, scans: dict, scan_images: int) -> list[dict]:
+def repair_rows(members: list, scans: dict, scan_images: int, scan_config=None) -> list[dict]:
     """DRMGuard's repair of the badnets models with their scans' generators (on the scan's
-    labelled frames): clean and attack error on the test set before and after."""
+    labelled frames; re-scans with ``scan_config``): clean and attack error on the test set
+    before and after."""
     import copy
 
     from edgeguard.scan import repair
@@ -184,10 +185,10 @@ def repair_rows(members: list, scans: dict, scan_images: int) -> list[dict]:
         result = scans[(model.attack, model.index)]
         repaired = copy.deepcopy(victim.model)
         t0 = time.perf_counter()
-        repair(repaired, result.generator, clean, progress=False)
-        repaired.eval()
+        done = repair(repaired, result.generator, clean, progress=False, scan_config=scan_config)
         after = evaluate(repaired, "regression", victim.test, victim.backdoor)
-        row = {"attack": model.attack, "index": model.index, "seconds": round(time.perf_counter() - t0, 1)}
+        row = {"attack": model.attack, "index": model.index, "seconds": round(time.perf_counter() - t0, 1),
+               "rounds": done.rounds, "rescan_statistics": [round(r.statistic, 5) for r in done.rescans]}
         row.update({f"{k}_before": v for k, v in victim.metrics.items()})
         row.update({f"{k}_after": v for k, v in after.items()})
         rows.append(row)
@@ -214,7 +215,8 @@ def _scan_job(zoo, name: str, methods: dict, repair: bool, threads: int) -> tupl
     torch.set_num_threads(threads)
     members, _ = train_zoo(zoo.subset([name]))  # from the cache _train_job filled
     records, scans = _scan_all(members, methods, zoo.scan_images)
-    return records, (repair_rows(members, scans, zoo.scan_images) if repair else [])
+    rows = repair_rows(members, scans, zoo.scan_images, methods.get("drmguard", (None, None))[1]) if repair else []
+    return records, rows
 
 
 def _map(fn, jobs: list[tuple], workers: int) -> list:

@@ -263,12 +263,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.repair:
         held_out = data.subset(order[args.images:]) if len(data) > args.images + 1 else scan_data
         before = _repair_metrics(model, result.generator, held_out)
-        repair(model, result.generator, scan_data, progress=not args.quiet)
-        model.eval()
+        # NC's mask and pattern are unlearned the same way; its re-scans use DRMGuard's defaults
+        done = repair(model, result.generator, scan_data, progress=not args.quiet,
+                      scan_config=None if args.method == "nc" else config)
         after = _repair_metrics(model, result.generator, held_out)
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, args.repair)
-        extra["repair"] = {"before": before, "after": after, "weights": str(args.repair)}
-        print(f"repair: {before} -> {after}; wrote {args.repair}")
+        extra["repair"] = {"before": before, "after": after, "weights": str(args.repair), "rounds": done.rounds,
+                           "rescan_statistics": [r.statistic for r in done.rescans]}
+        print(f"repair ({done.rounds} round(s)): {before} -> {after}; wrote {args.repair}")
     record = write_report(result, model, scan_data.images, out / "scan.png", out / "scan.json", method=args.method,
                           regression=regression, details=extra)
     print(f"wrote {out / 'scan.png'} and {out / 'scan.json'}")

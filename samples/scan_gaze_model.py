@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     print(f"handed-over model: {metrics(model, test, backdoor)}")
 
     clean = make_gaze(300, seed=2)  # the team's own labelled clean frames
-    result = scan(model, clean.images, DRMGuardConfig(steps=args.steps, batch_size=32, generator_width=8,
-                                                      threshold=args.threshold))
+    config = DRMGuardConfig(steps=args.steps, batch_size=32, generator_width=8, threshold=args.threshold)
+    result = scan(model, clean.images, config)
     print(result)
     if attack is not None:
         print(f"real target {np.round(attack.target_, 3).tolist()}, estimated {np.round(result.target, 3).tolist()}")
@@ -70,9 +70,8 @@ def main(argv=None) -> int:
     write_report(result, model, clean.images, out / "scan.png", out / "scan.json")
     if result.backdoored:
         repaired = copy.deepcopy(model)
-        repair(repaired, result.generator, clean)
-        repaired.eval()
-        print(f"repaired model: {metrics(repaired, test, backdoor)}")
+        done = repair(repaired, result.generator, clean, scan_config=config)  # re-scans with the same settings
+        print(f"repaired model ({done.rounds} round(s)): {metrics(repaired, test, backdoor)}")
     print(f"wrote {out / 'scan.png'}")
     return 3 if result.backdoored else 0
 

@@ -126,6 +126,7 @@ def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
     assert main(["scan", *common, "--repair", str(tmp_path / "repaired.safetensors")]) == 3
     record = json.loads((tmp_path / "report" / "scan.json").read_text())
     assert set(record["repair"]["before"]) == {"clean_err_deg", "generated_clean_err_deg"}
+    assert 1 <= record["repair"]["rounds"] <= 2 and len(record["repair"]["rescan_statistics"]) == 1
     assert (tmp_path / "repaired.safetensors").stat().st_size > 0
 
 

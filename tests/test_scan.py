@@ -221,7 +221,8 @@ def test_repair_makes_the_trigger_harmless_and_keeps_clean_outputs(mode):
     # labels="model" must not read the frames' labels: hand it zeros.
     given = labels.astype(np.float32) if mode == "given" else np.zeros_like(labels, np.float32)
     repair(student, trigger, ImageDataset(images, given, "regression"),
-           RepairConfig(TrainConfig(epochs=20, lr=0.01, optimizer="adam", crop_padding=0, batch_size=64), labels=mode),
+           RepairConfig(TrainConfig(epochs=20, lr=0.01, optimizer="adam", crop_padding=0, batch_size=64), labels=mode,
+                        rounds=1),
            progress=False)
     student.eval()
     with torch.no_grad():
@@ -353,3 +354,55 @@ def test_rescore_refuses_bad_sources_before_writing(tmp_path, capsys):
             main(["--rescore", str(source), "--json", str(target)])
         assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not out.exists() and json.loads(other.read_text()) == {"results": [{"fps": 30.0}]}
+
+
+def test_repair_rounds_rescan_and_unlearn_every_generator_found(monkeypatch):
+    """Round 2 re-scans the repaired model and unlearns the first and the new generator
+    together, clean copies matching; a re-scan without a collapse ends the repair."""
+    import importlib
+
+    import edgeguard.scan.drmguard as drmguard
+    from edgeguard.data.dataset import ImageDataset
+    from edgeguard.scan import RepairConfig, ScanResult, repair
+    from edgeguard.train import TrainHistory
+
+    class Shift(nn.Module):  # a stand-in generator: x + offset
+        def __init__(self, offset):
+            super().__init__()
+            self.offset = offset
+
+        def forward(self, x):
+            return x + self.offset
+
+    images = np.full((6, 4, 5, 1), 100, np.uint8)
+    labels = np.arange(12, dtype=np.float32).reshape(6, 2)
+    g0, g1 = Shift(0.1), Shift(0.2)
+    rescans = iter([(True, g1), (False, Shift(0.3))])
+    fitted = []
+    repair_module = importlib.import_module("edgeguard.scan.repair")  # the package exports a function of that name
+
+    def fake_scan(model, imgs, config, progress=True):
+        assert config.outputs == "regression" and np.array_equal(imgs, images)
+        collapsed, generator = next(rescans)
+        return ScanResult(0.01, 0.02, collapsed, 0.05 if collapsed else 0.5, collapsed, np.zeros(2), [], 0.0, generator)
+
+    def fake_fit(model, data, train, progress=True, freeze_norm=False):
+        fitted.append(data)
+        return TrainHistory()
+
+    monkeypatch.setattr(drmguard, "scan", fake_scan)
+    monkeypatch.setattr(repair_module, "fit", fake_fit)
+    model = nn.Linear(20, 2)
+    done = repair(model, g0, ImageDataset(images, labels, "regression"), RepairConfig(rounds=3), progress=False)
+    assert (done.rounds, len(done.rescans), done.generators) == (2, 2, [g0, g1])
+    first, second = fitted
+    assert len(first) == 12 and len(second) == 24
+    # round 2: clean, clean, g0(clean), g1(clean), every copy with the frames' labels
+    assert [int(v) for v in second.images[:, 0, 0, 0][::6]] == [100, 100, 126, 151]
+    np.testing.assert_array_equal(second.labels, np.concatenate([labels] * 4))
+
+    monkeypatch.setattr(drmguard, "scan", lambda *a, **k: pytest.fail("one round re-scans nothing"))
+    assert repair(model, g0, ImageDataset(images, labels, "regression"), RepairConfig(rounds=1),
+                  progress=False).rounds == 1
+    with pytest.raises(InvalidArgumentError, match="rounds"):
+        RepairConfig(rounds=0)

@@ -7,7 +7,7 @@ through the softmax extension), the adapted Neural Cleanse baseline, repair and 
 from edgeguard.scan.drmguard import (ANY_COLLAPSE, DRMGuardConfig, ScanResult, angle_variance, calibrate, scan,
                                      threshold_from_trusted)
 from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
-from edgeguard.scan.repair import RepairConfig, repair
+from edgeguard.scan.repair import RepairConfig, RepairResult, repair
 
-__all__ = ["ANY_COLLAPSE", "DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "ScanResult", "angle_variance",
-           "calibrate", "neural_cleanse", "repair", "scan", "threshold_from_trusted"]
+__all__ = ["ANY_COLLAPSE", "DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "RepairResult", "ScanResult",
+           "angle_variance", "calibrate", "neural_cleanse", "repair", "scan", "threshold_from_trusted"]
