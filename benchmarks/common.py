@@ -11,25 +11,31 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 
-_ISA_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}
+# x86 "flags" and aarch64 "Features" (Jetson Orin: asimd, asimddp; bf16/i8mm/sve on newer cores)
+_ISA_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile",
+              "asimd", "asimddp", "bf16", "i8mm", "sve", "sve2"}
+
+
+def cpu_and_isa(cpuinfo: str, default: str) -> tuple[str, list[str]]:
+    """(CPU model, the vector extensions of _ISA_FLAGS it lists) from /proc/cpuinfo's text."""
+    cpu, flags = default, set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+        elif line.startswith(("flags", "Features")) and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    return cpu, sorted(flags & _ISA_FLAGS)
 
 
 def machine_info(backend: str = "torch-cpu") -> dict[str, Any]:
     """CPU model, its vector extensions and core count, GPU (None without CUDA), torch version, backend."""
-    cpu, flags = platform.processor() or platform.machine(), set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-            if cpu and flags:
-                break
+        cpu, isa = cpu_and_isa(Path("/proc/cpuinfo").read_text(), platform.processor() or platform.machine())
     except OSError:
-        pass
+        cpu, isa = platform.processor() or platform.machine(), []
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(),
                             # "AMD EPYC" alone hides a 2-4x spread: bf16 training needs AVX512-BF16/AMX
-                            "isa": sorted(flags & _ISA_FLAGS), "gpu": None, "torch": None,
+                            "isa": isa, "gpu": None, "torch": None,
                             "backend": backend, "python": platform.python_version()}
     try:
         import torch

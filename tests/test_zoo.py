@@ -131,3 +131,14 @@ def test_benchmark_jobs_map_in_worker_processes_matches_the_sequential_map():
 
     jobs = [(2, 10), (3, 4), (5, 0)]
     assert _map(pow, jobs, 2) == _map(pow, jobs, 1) == [1024, 81, 1]
+
+
+def test_machine_record_names_the_cpu_and_its_vector_extensions_on_x86_and_arm():
+    from benchmarks.common import cpu_and_isa
+
+    x86 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma bmi2\n\n" \
+          "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma bmi2\n"
+    assert cpu_and_isa(x86, "x86_64") == ("AMD EPYC 7B13", ["avx2", "fma"])
+    orin = "processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes asimddp\nCPU part\t: 0xd42\n"
+    assert cpu_and_isa(orin, "aarch64") == ("aarch64", ["asimd", "asimddp"])
+    assert cpu_and_isa("", "unknown") == ("unknown", [])
