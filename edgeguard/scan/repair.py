@@ -45,10 +45,10 @@ class RepairConfig:
             frames' labels.
         rounds: scan-and-unlearn rounds (>= 1). Round k > 1 re-scans the repaired model and,
             if its outputs still collapse, fine-tunes it again against every generator found
-            so far; it stops early once a re-scan finds no collapse. On the development zoo's
-            two BadNets models (one whose scan collapsed 18 degrees off the real target) one
-            round left attack errors of 14 and 27 degrees at +0.6 and +1.2 degrees clean
-            error, two rounds 17 and 26 degrees at +0.6 and +0.8.
+            so far; it stops early once a re-scan finds no collapse. The second round helps
+            where the first scan's collapse missed the trigger (it unlearns one more edit)
+            and, with the clean copies repeated, gives back some of the first round's clean
+            error; the benchmark's repair rows report both rounds' effect.
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=0.005, crop_padding=0, batch_size=64))
