@@ -47,4 +47,4 @@ $(addprefix bench-,$(BENCHES)): bench-%: $(STAMP)
 	$(PY) -m benchmarks.$* --json benchmarks/results/$*.json
 
 clean:
-	rm -rf build build-cuda *.egg-info edgeguard/*.so
+	rm -rf build build-cuda *.egg-info edgeguard/*.so $(STAMP)
