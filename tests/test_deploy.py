@@ -50,6 +50,18 @@ def test_onnxruntime_build_writes_a_checked_sidecar(onnx_model, tmp_path):
     assert engine.metadata["task"] == "classification"
 
 
+def test_options_of_another_backend_are_refused_by_name(onnx_model):
+    from edgeguard.runtime import load_engine
+
+    with pytest.raises(InvalidArgumentError, match=r"onnxruntime backend takes no option\(s\) \['cuda_graph'\]"):
+        load_engine(onnx_model, cuda_graph=True)  # a TensorRT option
+    with pytest.raises(InvalidArgumentError, match="providers"):  # the message lists what it takes
+        load_engine(onnx_model, thread=2)
+    with pytest.raises(InvalidArgumentError, match=r"torch backend takes no option\(s\) \['threads'\]"):
+        load_engine(TinyNet(), threads=2)
+    assert load_engine(onnx_model, threads=1)(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 8)
+
+
 def test_a_mismatched_engine_is_refused(onnx_model, tmp_path):
     out = tmp_path / "tiny.ort.onnx"
     build_engine(onnx_model, out, BuildConfig(backend="onnxruntime"))

@@ -12,6 +12,7 @@ install. Nothing here imports torch unless a torch module is handed in.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -60,15 +61,25 @@ def _make(source: Any, backend: str, options: dict) -> Engine:
             raise InvalidArgumentError(f"{path}: expected an .onnx model or a TensorRT {'/'.join(ENGINE_SUFFIXES)} engine")
         if backend not in ("auto", kind):
             raise InvalidArgumentError(f"{path} is a {kind} file; the {backend} backend cannot run it")
-        return TensorRTEngine(path, **options) if kind == "tensorrt" else OnnxRuntimeEngine(path, **options)
+        cls = TensorRTEngine if kind == "tensorrt" else OnnxRuntimeEngine
+        return cls(path, **_checked(cls, kind, options))
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         if backend not in ("auto", "torch"):
             raise InvalidArgumentError(f"export the module first (export/build_engine.py) to run it with {backend}")
         if "input_names" not in options and hasattr(getattr(source, "config", None), "num_tokens"):
             options["input_names"] = ("image", "mask")
-        return TorchEngine(source, **options)
+        return TorchEngine(source, **_checked(TorchEngine, "torch", options))
     raise InvalidArgumentError(
         f"cannot make an engine from {type(source).__name__}; pass an .onnx/.engine path or an nn.Module")
+
+
+def _checked(cls: type, kind: str, options: dict) -> dict:
+    """``options`` if ``cls`` takes them all, else InvalidArgumentError naming what it takes."""
+    allowed = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "path", "module")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InvalidArgumentError(f"the {kind} backend takes no option(s) {unknown}; it takes {allowed}")
+    return options
 
 
 __all__ = ["BACKENDS", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine", "TorchEngine",
