@@ -51,8 +51,6 @@ def test_onnxruntime_build_writes_a_checked_sidecar(onnx_model, tmp_path):
 
 
 def test_options_of_another_backend_are_refused_by_name(onnx_model):
-    from edgeguard.runtime import load_engine
-
     with pytest.raises(InvalidArgumentError, match=r"onnxruntime backend takes no option\(s\) \['cuda_graph'\]"):
         load_engine(onnx_model, cuda_graph=True)  # a TensorRT option
     with pytest.raises(InvalidArgumentError, match="providers"):  # the message lists what it takes
