@@ -10,6 +10,22 @@ _COLOURS = np.array([[230, 30, 30], [30, 200, 30], [40, 40, 230], [230, 230, 40]
                      [40, 220, 220], [220, 40, 220], [128, 128, 128], [250, 140, 20]], dtype=np.float32)
 
 
+def _cuda_device() -> bool:
+    try:
+        import torch
+    except ImportError:  # the torch-free install: no device to reach
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip, in one place, where no CUDA device is visible."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu and not _cuda_device():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     mp = pytest.MonkeyPatch()

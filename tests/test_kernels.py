@@ -293,8 +293,8 @@ def test_device_api_rejects_host_arrays():
 )
 def test_cuda_tokens_match_cpu(shape, grid, mode, border):
     torch = pytest.importorskip("torch")
-    if not (torch.cuda.is_available() and kernels.cuda_available()):
-        pytest.skip("needs a CUDA device and edgeguard._cuda")
+    if not kernels.cuda_available():  # the device itself: conftest's gpu marker
+        pytest.skip("needs edgeguard._cuda (make cuda)")
     a, b = pair(shape, seed=12)
     out = torch.full((shape[0], *grid), float("nan"), device="cuda")
     kernels.ssim_tokens_device(torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda(), out, grid, mode,
