@@ -26,6 +26,11 @@ class ModelFormatError(EdgeGuardError, ValueError):
     """A checkpoint, ONNX model or engine is corrupt or does not match what was asked for."""
 
 
+class EngineRuntimeError(EdgeGuardError, RuntimeError):
+    """An engine failed on inputs it accepted (a provider or device failure, out of memory):
+    not the caller's inputs; the message carries the runtime's own."""
+
+
 class MissingDependencyError(EdgeGuardError, ImportError):
     """An optional package is needed for this feature; the message says what to install."""
 

@@ -172,3 +172,22 @@ def test_tensorrt_engine_matches_onnxruntime(onnx_model, tmp_path, precision):
     graphed = load_engine(out, cuda_graph=True)
     np.testing.assert_allclose(graphed(x[:1]), engine(x[:1]), atol=1e-5)
     assert report.max_abs_diff < 5e-2
+
+
+def test_onnxruntime_blames_the_inputs_only_when_they_are_at_fault(onnx_model):
+    from edgeguard.errors import EngineRuntimeError, InvalidInputError
+
+    engine = load_engine(onnx_model)
+    with pytest.raises(InvalidInputError, match=r"rejected inputs \['float32\[1, 3, 16\]'\]"):
+        engine._run([np.zeros((1, 3, 16), np.float32)])  # onnxruntime's InvalidArgument: a wrong rank
+
+    class Fail(Exception):  # named as onnxruntime's own failure type (a provider or device fault)
+        pass
+
+    class BrokenSession:
+        def run(self, outputs, feeds):
+            raise Fail("CUDA failure 2: out of memory")
+
+    engine._session = BrokenSession()
+    with pytest.raises(EngineRuntimeError, match="failed running .*out of memory"):
+        engine._run([np.zeros((1, 3, 32, 32), np.float32)])

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeguard.errors import InvalidArgumentError, InvalidInputError, ModelFormatError, require
+from edgeguard.errors import EngineRuntimeError, InvalidArgumentError, InvalidInputError, ModelFormatError, require
 from edgeguard.runtime.base import Engine
 from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
 
@@ -73,9 +73,12 @@ class OnnxRuntimeEngine(Engine):
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         try:
             return self.session.run(None, dict(zip(self.input_names, arrays)))
-        except Exception as exc:
-            shapes = [a.shape for a in arrays]
-            raise InvalidInputError(f"{self.path.name} rejected inputs of shapes {shapes}: {exc}") from exc
+        except Exception as exc:  # onnxruntime's own types; InvalidArgument is the inputs' fault
+            inputs = [f"{a.dtype}{list(a.shape)}" for a in arrays]
+            if type(exc).__name__ == "InvalidArgument":
+                raise InvalidInputError(f"{self.path.name} rejected inputs {inputs}: {exc}") from exc
+            raise EngineRuntimeError(f"ONNX Runtime failed running {self.path.name} on inputs {inputs} "
+                                     f"({type(exc).__name__}): {exc}") from exc
 
     def __repr__(self) -> str:
         return f"OnnxRuntimeEngine({self.path.name}, {self.providers[0]})"
