@@ -112,20 +112,21 @@ def loss_function(task: str, name: str = "auto"):
     return losses[name]
 
 
-def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, history: TrainHistory) -> None:
+def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, history: TrainHistory,
+                     hook: Optional[BatchHook] = None) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "loss": history.loss,
-            "accuracy": history.accuracy,
-            "seconds": history.seconds,
-        },
-        tmp,
-    )
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "loss": history.loss,
+        "accuracy": history.accuracy,
+        "seconds": history.seconds,
+    }
+    if hasattr(hook, "state_dict"):  # a training-controlled attack's own state (RNGs, generator)
+        state["hook"] = hook.state_dict()
+    torch.save(state, tmp)
     tmp.replace(path)
 
 
@@ -146,6 +147,8 @@ def fit(
         config: hyper-parameters.
         hook: optional per-batch rewrite (training-controlled attacks).
         checkpoint: file written after every epoch; when it exists, training resumes from it.
+            A hook with ``state_dict``/``load_state_dict`` is saved and restored with it (a
+            checkpoint without the hook's state is not resumed).
         progress: show a tqdm bar.
         freeze_norm: keep batch-norm layers in eval mode (running statistics untouched): for
             fine-tuning on a few hundred images, whose batch statistics would overwrite them.
@@ -166,13 +169,18 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     history = TrainHistory()
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True)
+    state = torch.load(checkpoint, weights_only=True) if checkpoint is not None and Path(checkpoint).exists() else None
+    if state is not None and hasattr(hook, "load_state_dict") and "hook" not in state:
+        log.info("%s holds no state of the batch hook; training from the start", checkpoint)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start, history.loss, history.accuracy = state["epoch"], list(state["loss"]), list(state["accuracy"])
         history.seconds = float(state.get("seconds", 0.0))  # so a resumed run reports its whole training time
+        if "hook" in state and hasattr(hook, "load_state_dict"):
+            hook.load_state_dict(state["hook"])
         log.info("resuming from %s at epoch %d", checkpoint, start)
     generator = torch.Generator().manual_seed(config.seed)
     bf16 = use_bf16(config.precision)
@@ -224,7 +232,7 @@ def fit(
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}", **({"acc": f"{history.accuracy[-1]:.3f}"} if history.accuracy else {}))
         if checkpoint is not None:
             _save_checkpoint(Path(checkpoint), model, opt, sched, epoch + 1,
-                             replace(history, seconds=resumed_seconds + time.perf_counter() - t0))
+                             replace(history, seconds=resumed_seconds + time.perf_counter() - t0), hook)
     history.seconds = resumed_seconds + time.perf_counter() - t0
     model.to(memory_format=torch.contiguous_format)
     model.eval()

@@ -200,8 +200,9 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     log.info("training victim %s (cache key %s)", config, key)
     poisoned, hook = poisoned_training_set(config, attack, train, progress, use_cache)
     data = poisoned.data
-    history = fit(model, data, config.train, hook=hook,
-                  checkpoint=folder / "checkpoint.pt" if hook is None else None, progress=progress)
+    resumable = hook is None or hasattr(hook, "state_dict")
+    history = fit(model, data, config.train, hook=hook, checkpoint=folder / "checkpoint.pt" if resumable else None,
+                  progress=progress)
     backdoor = attack.backdoor_test(test) if attack is not None else None
     metrics = evaluate(model, train.task, test, backdoor)
     if use_cache:

@@ -75,6 +75,54 @@ def test_resume_matches_uninterrupted_run(tmp_path, toy_train):
         torch.testing.assert_close(a, b, msg=name)
 
 
+class _Interrupted:
+    """An attack's batch hook, interrupted after n steps; its state travels with checkpoints."""
+
+    def __init__(self, hook, n: int):
+        self.hook, self.n = hook, n
+        self.state_dict, self.load_state_dict = hook.state_dict, hook.load_state_dict
+
+    def __call__(self, x, y):
+        if self.n == 0:
+            raise KeyboardInterrupt
+        self.n -= 1
+        return self.hook(x, y)
+
+    def step(self):
+        self.hook.step()
+
+
+@pytest.mark.parametrize("name,options", [("wanet", {}), ("iab", {"mask_epochs": 1, "width": 4})])
+def test_resume_with_an_attack_hook_matches_uninterrupted_run(tmp_path, toy_train, name, options):
+    """WaNet's and IAB's hooks draw per batch (and IAB trains its generator): a resumed run
+    must restore that state too, or the model and the trigger differ from a straight run."""
+    from edgeguard.attacks import get_attack
+
+    data = toy_train.subset(slice(0, 128))  # 4 steps per epoch at batch 32
+    cfg = TrainConfig(epochs=3, batch_size=32)
+
+    def run(stop=None, checkpoint=None):
+        torch.manual_seed(0)
+        model = create_model("preact_resnet18", num_outputs=8, width=0.125)
+        attack = get_attack(name, seed=1, **options)
+        attack.fit(data)
+        hook = attack.training_hook(data, progress=False)
+        fit(model, data, cfg, hook=hook if stop is None else _Interrupted(hook, stop), checkpoint=checkpoint,
+            progress=False)
+        return model, attack
+
+    straight, straight_attack = run()
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(stop=2 * 4 + 1, checkpoint=ckpt)
+    assert "hook" in torch.load(ckpt, weights_only=True)
+    resumed, resumed_attack = run(checkpoint=ckpt)
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=key)
+    for key, a in straight_attack.state_dict().items():  # IAB's trained generator too
+        torch.testing.assert_close(torch.from_numpy(a), torch.from_numpy(resumed_attack.state_dict()[key]), msg=key)
+
+
 def test_fit_rejects_tiny_dataset(toy_train):
     with pytest.raises(InvalidArgumentError):
         fit(create_model("preact_resnet18", num_outputs=8, width=0.125), toy_train.subset(slice(0, 10)), TrainConfig())

@@ -205,3 +205,15 @@ class _InputAwareHook:
 
     def step(self) -> None:
         self.opt.step()
+
+    def state_dict(self) -> dict:
+        """G's weights and optimiser and the batch randomness (M is pre-trained again, from
+        the same seed, when a resumed run builds its hook)."""
+        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+                "pattern_net": self.attack.pattern_net_.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.attack.pattern_net_.load_state_dict(state["pattern_net"])
+        self.opt.load_state_dict(state["optimizer"])

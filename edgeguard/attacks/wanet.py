@@ -107,3 +107,11 @@ class _WaNetHook:
 
     def step(self) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        """The batch randomness so far (a checkpoint's resumed run draws what this one would)."""
+        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
