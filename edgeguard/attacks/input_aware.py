@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgeguard.attacks.base import Attack
-from edgeguard.attacks.wanet import batch_counts
+from edgeguard.attacks.wanet import batch_counts, batch_rng_state, load_batch_rng_state
 from edgeguard.data.dataset import to_float_nchw, to_uint8_nhwc
 
 _EPS = 1e-7
@@ -209,11 +209,10 @@ class _InputAwareHook:
     def state_dict(self) -> dict:
         """G's weights and optimiser and the batch randomness (M is pre-trained again, from
         the same seed, when a resumed run builds its hook)."""
-        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
-                "pattern_net": self.attack.pattern_net_.state_dict(), "optimizer": self.opt.state_dict()}
+        return {**batch_rng_state(self), "pattern_net": self.attack.pattern_net_.state_dict(),
+                "optimizer": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.generator.set_state(state["generator"])
+        load_batch_rng_state(self, state)
         self.attack.pattern_net_.load_state_dict(state["pattern_net"])
         self.opt.load_state_dict(state["optimizer"])

@@ -110,8 +110,17 @@ class _WaNetHook:
 
     def state_dict(self) -> dict:
         """The batch randomness so far (a checkpoint's resumed run draws what this one would)."""
-        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+        return batch_rng_state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.generator.set_state(state["generator"])
+        load_batch_rng_state(self, state)
+
+
+def batch_rng_state(hook) -> dict:
+    """A hook's numpy ``rng`` and torch ``generator`` states, for checkpoints."""
+    return {"rng": hook.rng.bit_generator.state, "generator": hook.generator.get_state()}
+
+
+def load_batch_rng_state(hook, state: dict) -> None:
+    hook.rng.bit_generator.state = state["rng"]
+    hook.generator.set_state(state["generator"])
