@@ -7,6 +7,7 @@ A zoo file (every key but ``models`` is optional; an unknown key is an error)::
       "n_train": 4000,           # training samples per model (its test set: n_test)
       "n_test": 600,
       "epochs": 10,              # training epochs per model
+      "width": 0.25,             # model width multiplier (VictimConfig.width; 0.125: 2.5x cheaper)
       "scan_images": 300,        # held-out clean frames each scan (and repair) gets
       "min_learned": 0.8,        # a backdoored model counts only at this ASR on held-out
                                  # triggered frames (gaze: ASR@5deg, default 0.8; signs: ASR, 0.9)
@@ -44,8 +45,8 @@ from edgeguard.errors import InvalidArgumentError
 ZOO_DIR = Path(__file__).parent / "zoos"
 TASK_DEFAULTS = {"gaze": {"min_learned": 0.8, "learned_metric": "asr_at_5deg"},
                  "signs": {"min_learned": 0.9, "learned_metric": "asr"}}
-_TOP_KEYS = {"task", "n_train", "n_test", "epochs", "scan_images", "min_learned", "retry_epochs", "models",
-             "description"}
+_TOP_KEYS = {"task", "n_train", "n_test", "epochs", "width", "scan_images", "min_learned", "retry_epochs",
+             "models", "description"}
 _MODEL_KEYS = {"name", "attack", "seed", "target", "poison_rate", "options", "epochs"}
 RESEED = 500_000  # the retry's other seed: seed + RESEED (no committed zoo's seed is that large)
 
@@ -81,6 +82,7 @@ class Zoo:
     n_train: int = 4000
     n_test: int = 600
     epochs: int = 10
+    width: float = 0.25
     scan_images: int = 300
     min_learned: float = 0.8
     retry_epochs: int = 20
@@ -109,7 +111,7 @@ class Zoo:
             if model.poison_rate is not None:
                 options["poison_rate"] = model.poison_rate
         return VictimConfig(task=self.task, attack=model.attack, attack_options=options, n_train=self.n_train,
-                            n_test=self.n_test, seed=seed,
+                            n_test=self.n_test, width=self.width, seed=seed,
                             train=dataclasses.replace(TASKS[self.task].train, epochs=epochs, seed=seed))
 
     def to_dict(self) -> dict:
@@ -124,8 +126,14 @@ class Zoo:
                 entry["options"] = dict(m.options)
             models.append(entry)
         return {"task": self.task, "n_train": self.n_train, "n_test": self.n_test, "epochs": self.epochs,
-                "scan_images": self.scan_images, "min_learned": self.min_learned,
+                "width": self.width, "scan_images": self.scan_images, "min_learned": self.min_learned,
                 "retry_epochs": self.retry_epochs, "models": models}
+
+
+def _width(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
+        raise ZooError(f"{where} must be a width multiplier in (0, 4], got {value!r}")
+    return float(value)
 
 
 def _int(value, where: str, low: int = 1) -> int:
@@ -172,6 +180,7 @@ def parse_zoo(data: Any, source: str = "<zoo>") -> Zoo:
     top = {"n_train": _int(data.get("n_train", 4000), f"{source}: n_train", 10),
            "n_test": _int(data.get("n_test", 600), f"{source}: n_test", 10),
            "epochs": epochs,
+           "width": _width(data.get("width", 0.25), f"{source}: width"),
            "scan_images": _int(data.get("scan_images", 300), f"{source}: scan_images", 2),
            "min_learned": _fraction(data.get("min_learned", TASK_DEFAULTS[task]["min_learned"]),
                                     f"{source}: min_learned"),

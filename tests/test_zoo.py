@@ -36,6 +36,9 @@ def test_victim_configs_carry_each_models_settings():
     retry = zoo.victim_config(patched, epochs=8, seed=3 + RESEED)
     assert retry.seed == 3 + RESEED and retry.train.epochs == 8 and retry.train.seed == 3 + RESEED
     assert zoo.victim_config(benign).attack == "none" and zoo.victim_config(benign).attack_options == {}
+    assert c.width == 0.25  # the VictimConfig default, so a zoo without "width" keeps its cache keys
+    narrow = parse_zoo({**GOOD, "width": 0.125})
+    assert narrow.victim_config(narrow.models[2]).width == 0.125 and narrow.to_dict()["width"] == 0.125
 
 
 def test_the_committed_zoos_load_and_meet_the_issue_sizes():
@@ -62,6 +65,8 @@ def test_the_committed_zoos_load_and_meet_the_issue_sizes():
     (lambda z: z["models"][2]["options"].update(target=[0, 0]), ["models[2].options", "target"]),
     (lambda z: z["models"][1].update(name="benign-0"), ["models[1].name"]),
     (lambda z: z.update(epochs=0), ["epochs"]),
+    (lambda z: z.update(width=0), ["width"]),
+    (lambda z: z.update(width="narrow"), ["width"]),
     (lambda z: z.update(task="pose"), ["task"]),
     (lambda z: z.update(modles=[]), ["modles"]),
     (lambda z: z.update(models=[m for m in z["models"] if m["attack"] != "none"]), ["benign"]),
