@@ -4,6 +4,7 @@
     python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json  # softmax extension
     python -m benchmarks.scan --zoo my_zoo.json --quick --json /tmp/mine.json  # any zoo file
     python -m benchmarks.scan --quick --jobs 2 --json /tmp/scan.json         # two models at a time
+    python -m benchmarks.scan --quick --jobs 2 --scan-jobs 1 --json /tmp/scan.json  # train 2, scan 1
 
 The zoo is a JSON file (schema and the learned-only rule: benchmarks/zoo.py): benign models
 and backdoored ones per attack, each with its own seed and target. A backdoored model is
@@ -272,6 +273,9 @@ def main(argv=None) -> int:
                         "thread count). Training the small victims gains little from a second thread, scanning "
                         "does: time both on your machine (README). Statistics move slightly with the "
                         "thread count")
+    p.add_argument("--scan-jobs", type=int,
+                   help="models scanned at once (default: --jobs); e.g. --jobs 2 --scan-jobs 1 trains two "
+                        "one-thread models side by side, then scans one model at a time on every core")
     p.add_argument("--rescore", metavar="RESULTS",
                    help="recompute the summary rows of a results JSON from its per-model records (after a "
                         "change to the scoring rules) instead of scanning; writes --json")
@@ -297,12 +301,17 @@ def main(argv=None) -> int:
     methods = {m: methods[m] for m in wanted}
     extra = {}
 
-    if args.jobs < 1:
-        p.error(f"--jobs must be >= 1, got {args.jobs}")
+    scan_jobs = args.jobs if args.scan_jobs is None else args.scan_jobs
+    for flag, value in (("--jobs", args.jobs), ("--scan-jobs", scan_jobs)):
+        if value < 1:
+            p.error(f"{flag} must be >= 1, got {value}")
     import torch
 
-    # One job keeps torch's own setting (OMP_NUM_THREADS is honoured); N jobs share the cores.
-    threads = torch.get_num_threads() if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
+    def threads_for(jobs: int) -> int:
+        # One job keeps torch's own setting (OMP_NUM_THREADS is honoured); N jobs share the cores.
+        return torch.get_num_threads() if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+    threads, scan_threads = threads_for(args.jobs), threads_for(scan_jobs)
     by_name = {m.name: m for m in zoo.models}
     names = list(by_name)
     repair = zoo.task == "gaze" and not args.no_repair
@@ -314,14 +323,15 @@ def main(argv=None) -> int:
         benign = sum(by_name[name].benign for name in kept)
         if benign < 2 or benign == len(kept):
             raise SystemExit("the zoo needs >= 2 benign models and >= 1 learned backdoor to be scored")
-        scanned = _map(_scan_job, [(zoo, name, methods, repair, threads) for name in kept], args.jobs)
+        scanned = _map(_scan_job, [(zoo, name, methods, repair, scan_threads) for name in kept], scan_jobs)
         extra["models"] = [r for records, _ in scanned for r in records]
         if repair:
             extra["repair"] = [row for _, rows in scanned for row in rows]
         return summary_rows(extra["models"])
 
     config = {"mode": "quick" if args.quick else "full", "zoo": zoo.source, **zoo.to_dict(),
-              "jobs": args.jobs, "threads_per_job": threads,
+              "jobs": args.jobs, "threads_per_job": threads, "scan_jobs": scan_jobs,
+              "threads_per_scan_job": scan_threads,
               "scanners": {k: dataclasses.asdict(c) for k, (_, c) in methods.items()}}
     record = common.run("scan", config, body, args.json, extra=extra)
     print(f"wrote {args.json} in {record['seconds']:.0f} s")

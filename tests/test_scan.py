@@ -406,3 +406,47 @@ def test_repair_rounds_rescan_and_unlearn_every_generator_found(monkeypatch):
                   progress=False).rounds == 1
     with pytest.raises(InvalidArgumentError, match="rounds"):
         RepairConfig(rounds=0)
+
+
+def test_benchmark_runs_a_zoo_file_end_to_end_with_training_and_scanning_stubbed(tmp_path, monkeypatch, capsys):
+    """--zoo FILE: every model is trained, the dropped ones are listed and not scanned, the
+    kept ones are scanned and scored; job counts are validated before any work."""
+    import json
+
+    import benchmarks.scan as bench
+
+    zoo = {"task": "gaze", "models": [{"attack": "none", "seed": 1}, {"attack": "none", "seed": 2},
+                                      {"attack": "badnets", "seed": 3, "target": [0.1, 0.1]},
+                                      {"attack": "blended", "seed": 4, "target": [0.0, 0.2]}]}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(zoo))
+    calls = {"train": [], "scan": []}
+
+    def train(zoo, name, threads):
+        calls["train"].append(name)
+        return [{"name": name, "tries": []}] if name == "blended-0" else []
+
+    def scan(zoo, name, methods, repair, threads):
+        calls["scan"].append((name, threads, repair))
+        attack = "none" if name.startswith("benign") else "badnets"
+        statistic = {"benign-0": 0.02, "benign-1": 0.022, "badnets-0": 0.001}[name]  # LOO: no FP
+        return [{"attack": attack, "index": int(name[-1]), "method": "drmguard", "statistic": statistic,
+                 "residual_variance": 0.0, "collapsed": True, "seconds": 1.0}], []
+
+    monkeypatch.setattr(bench, "_train_job", train)
+    monkeypatch.setattr(bench, "_scan_job", scan)
+    out = tmp_path / "out.json"
+    for flag in ("--jobs", "--scan-jobs"):
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--zoo", str(path), "--quick", flag, "0", "--json", str(out)])
+        assert stop.value.code == 2 and f"{flag} must be >= 1" in capsys.readouterr().err
+    assert calls == {"train": [], "scan": []} and not out.exists()
+
+    assert bench.main(["--zoo", str(path), "--quick", "--methods", "drmguard", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert calls["train"] == ["benign-0", "benign-1", "badnets-0", "blended-0"]
+    assert [name for name, _, _ in calls["scan"]] == ["benign-0", "benign-1", "badnets-0"]
+    assert record["dropped"] == [{"name": "blended-0", "tries": []}]
+    assert record["config"]["zoo"] == str(path) and record["config"]["scan_jobs"] == 1
+    pooled = record["results"][-1]
+    assert (pooled["attack"], pooled["tp"], pooled["fp"], pooled["roc_auc"]) == ("all", 1, 0, 1.0)
