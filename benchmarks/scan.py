@@ -220,15 +220,32 @@ def _scan_job(zoo, name: str, methods: dict, repair: bool, threads: int) -> tupl
     return records, rows
 
 
-def _map(fn, jobs: list[tuple], workers: int) -> list:
-    """``[fn(*job) for job in jobs]``, in ``workers`` processes when more than one."""
-    if workers <= 1:
-        return [fn(*job) for job in jobs]
-    import multiprocessing
+def _call(indexed_job: tuple) -> tuple:
+    index, fn, job = indexed_job
+    return index, fn(*job)
 
-    # spawn: a forked child of a process that has run torch's thread pool can deadlock.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return pool.starmap(fn, jobs, chunksize=1)
+
+def _map(fn, jobs: list[tuple], workers: int, desc: str = "") -> list:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes when more than one, with a
+    progress bar (models done, elapsed, an estimate of what is left) on stderr."""
+    from tqdm import tqdm
+
+    results = [None] * len(jobs)
+    with tqdm(total=len(jobs), desc=desc, unit="model", file=sys.stderr, dynamic_ncols=True) as bar:
+        if workers <= 1:
+            for index, job in enumerate(jobs):
+                results[index] = fn(*job)
+                bar.update()
+            return results
+        import multiprocessing
+
+        # spawn: a forked child of a process that has run torch's thread pool can deadlock.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            indexed = [(index, fn, job) for index, job in enumerate(jobs)]
+            for index, result in pool.imap_unordered(_call, indexed, chunksize=1):
+                results[index] = result
+                bar.update()
+    return results
 
 
 def rescore(source: str, out: str) -> int:
@@ -317,13 +334,14 @@ def main(argv=None) -> int:
     repair = zoo.task == "gaze" and not args.no_repair
 
     def body() -> list[dict]:
-        trained = _map(_train_job, [(zoo, name, threads) for name in names], args.jobs)
+        trained = _map(_train_job, [(zoo, name, threads) for name in names], args.jobs, "train")
         extra["dropped"] = [d for dropped in trained for d in dropped]
         kept = [name for name, dropped in zip(names, trained) if not dropped]
         benign = sum(by_name[name].benign for name in kept)
         if benign < 2 or benign == len(kept):
             raise SystemExit("the zoo needs >= 2 benign models and >= 1 learned backdoor to be scored")
-        scanned = _map(_scan_job, [(zoo, name, methods, repair, scan_threads) for name in kept], scan_jobs)
+        scanned = _map(_scan_job, [(zoo, name, methods, repair, scan_threads) for name in kept], scan_jobs,
+                       "scan")
         extra["models"] = [r for records, _ in scanned for r in records]
         if repair:
             extra["repair"] = [row for _, rows in scanned for row in rows]
