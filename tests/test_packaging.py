@@ -38,3 +38,12 @@ def test_sdist_carries_every_tracked_build_source(tmp_path):
     from edgeguard.version import __version__
 
     assert f"\nVersion: {__version__}\n" in pkg_info and sdist.name == f"edgeguard-{__version__}.tar.gz"
+
+
+@pytest.mark.slow
+def test_a_wheel_built_from_the_sdist_passes_the_torch_free_tests_in_a_clean_venv():
+    """.ci/wheel_check (CI's step beside `make test`): needs PyPI for the build requirements."""
+    _tracked()
+    done = subprocess.run([str(ROOT / ".ci" / "wheel_check")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "imported the checkout" not in done.stdout and " passed" in done.stdout
