@@ -30,6 +30,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -220,6 +221,15 @@ def _scan_job(zoo, name: str, methods: dict, repair: bool, threads: int) -> tupl
     return records, rows
 
 
+def zoo_shown(path: str) -> str:
+    """A zoo's path as the results JSON records it: relative to the repository when inside it,
+    so a committed result does not carry the machine's checkout folder."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def _call(indexed_job: tuple) -> tuple:
     index, fn, job = indexed_job
     return index, fn(*job)
@@ -347,7 +357,7 @@ def main(argv=None) -> int:
             extra["repair"] = [row for _, rows in scanned for row in rows]
         return summary_rows(extra["models"])
 
-    config = {"mode": "quick" if args.quick else "full", "zoo": zoo.source, **zoo.to_dict(),
+    config = {"mode": "quick" if args.quick else "full", "zoo": zoo_shown(zoo.source), **zoo.to_dict(),
               "jobs": args.jobs, "threads_per_job": threads, "scan_jobs": scan_jobs,
               "threads_per_scan_job": scan_threads,
               "scanners": {k: dataclasses.asdict(c) for k, (_, c) in methods.items()}}
