@@ -9,13 +9,14 @@ NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 BENCHES := attacks purify kernels eigenguard scan stream
 
-.PHONY: demo test test-all wheel-check cuda clean help $(addprefix bench-,$(BENCHES))
+.PHONY: demo test test-all wheel-check cross-aarch64 cuda clean help $(addprefix bench-,$(BENCHES))
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
 	@echo "make test      set up .venv, build the CUDA kernels if nvcc is present, run the test suite"
 	@echo "make test-all  the suite including tests marked slow"
 	@echo "make wheel-check  sdist -> wheel -> clean venv -> the torch-free tests (needs PyPI)"
+	@echo "make cross-aarch64  the C kernels compiled for aarch64 (Jetson), warnings as errors"
 	@echo "make cuda      build csrc/*.cu into build-cuda/ (needs nvcc)"
 
 # The CUDA library comes first, so the install also builds its wrapper edgeguard._cuda.
@@ -46,6 +47,9 @@ test-all: $(STAMP)
 # The package as a user gets it: a wheel built from the sdist, installed into a clean venv.
 wheel-check:
 	.ci/wheel_check
+
+cross-aarch64:
+	.ci/cross_aarch64
 
 # make bench-NAME runs benchmarks/NAME.py (full run) into benchmarks/results/NAME.json.
 $(addprefix bench-,$(BENCHES)): bench-%: $(STAMP)
