@@ -197,6 +197,7 @@ def test_exported_protected_model_matches_torch_and_adds_only_constant_ops(tmp_p
     assert size(graph) - size(base) <= expected
 
 
+@pytest.mark.slow  # wall clock: a busy machine fails it (#16 item 7); the figure is the benchmark's
 def test_folded_model_latency_stays_close_to_the_unprotected_one(tmp_path):
     # A sanity bound only (the 5% figure is measured by benchmarks/eigenguard.py).
     ort = pytest.importorskip("onnxruntime")
