@@ -11,13 +11,8 @@ trigger carried by a few poisoned samples falls in the damped tail. Running stat
 inference, so batch size 1 works and export writes it as constants. ``layout="channel"``
 filters every pixel's channel vector instead (a C x C map, a 1x1 convolution at export).
 
-Defaults, from probe runs on the SynthSigns BadNets victim (quick size; clean model CA 1.00,
-backdoored ASR 1.00): the channel layout does not stop the backdoor (k=4 after layer1: ASR
-1.00); the sample layout does, and k trades clean accuracy (after layer1, per-batch
-evaluation on batches of 512: k=4 CA 0.17; k=16 CA 0.82 / ASR 0.04; k=32 CA 0.99 / ASR
-0.004). With k=32 and the running map: after layer1 CA 0.987 / ASR 0.006, after layer2
-0.992 / 0.004 at about half the cost (D is half), after layer3 0.995 / 0.85 (no defense:
-there the trigger is already one of the top directions the filter keeps).
+Defaults (the sample layout, k=32, after layer1 or layer2) and the probe figures behind
+them: docs/decisions.md.
 """
 from __future__ import annotations
 

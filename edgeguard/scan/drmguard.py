@@ -68,20 +68,13 @@ class DRMGuardConfig:
         steps, batch_size: generator optimisation (the paper: 2000 steps of 50 images).
         lr: Adam learning rate of the generator.
         lambda_sim: weight of the similarity term. None: by output kind and trigger, as
-            measured (``DEFAULT_LAMBDA_SIM``): regression with the mask x pattern trigger 2.0
-            (its cost is a share of pixels, as Neural Cleanse's lambda 2.0); regression with
-            the residual trigger 80 (the paper's 20 is for its unnormalised L_out: at 20 the
-            generator redrew the pupil of a backdoored model instead of finding its
-            trigger); softmax outputs with the mask x pattern trigger 2.0, as regression;
-            softmax outputs with the residual trigger 0.5 (confident classifiers saturate the
-            softmax, so its variance loss is far flatter: at 5 or 80 the generator never left
-            the identity).
+            measured (``DEFAULT_LAMBDA_SIM``; why: docs/decisions.md): the mask x pattern
+            trigger 2.0 (its cost is a share of pixels, as Neural Cleanse's lambda 2.0);
+            the residual trigger 80 for regression (the paper's 20 is for its unnormalised
+            L_out), 0.5 for softmax outputs (the saturated softmax's loss is far flatter).
         lambda_feat: weight of the feature-angle variance r_f (the paper: gaze 800, head
-            pose 100). Default 0: on the development zoo the term, at 800 in rad^2 or at 1
-            relative to its clean value (``feature_norm``), steered the search away from the
-            BadNets trigger (target 37-44 degrees off) although the real trigger does hold
-            the features at a near-fixed angle (RAV 0.01-0.04, as the paper observes);
-            without it the search found the trigger (5 degrees off). See README.
+            pose 100). Default 0: on the development zoo the term steered the search away
+            from the BadNets trigger (docs/decisions.md).
         mtr_beta, mtr_gamma: momentum and strength of the saliency (MTR) weighting of L_sim.
         threshold: flag as backdoored when the statistic is below it. None: 0.011 for
             regression with the mask x pattern generator (calibrated on the development
@@ -92,11 +85,8 @@ class DRMGuardConfig:
         offset: "residual" trigger: add a free per-pixel offset to the generated residual.
         trigger: "residual" (x' = x + G(x), L_sim on |x' - x|) or "mask_pattern" (x' = (1 - m) x
             + m p with m, p generated, L_sim on m: a change is priced by its area, not by its
-            intensity); see ``edgeguard.scan.generator``. None: "mask_pattern" (regression: it
-            found the BadNets trigger where the residual generator settled on a cheap
-            non-trigger edit; softmax: on the quick signs zoo it collapsed every BadNets
-            classifier with a change of 0.2-1.5% of the image onto the attack's class and
-            never collapsed a benign one, where the residual generator's statistics overlapped).
+            intensity); see ``edgeguard.scan.generator``. None: "mask_pattern", for both
+            output kinds (docs/decisions.md).
         pixel_lr: Adam learning rate of the mask / pattern generator's free per-pixel logits.
         restarts: optimisations from different initialisations; the cheapest collapse is kept.
         feature_norm: divide r_f by its value on the clean images (as L_out is divided by the

@@ -36,9 +36,7 @@ class RepairConfig:
         train: the fine-tuning schedule.
         freeze_norm: keep the model's batch-norm statistics as trained (see ``fit``): a few
             hundred frames, half of them triggered, estimate them worse than the training set
-            did. On the development zoo's two BadNets models it left more attack error after
-            repair (27 vs 22 and 14 vs 11 degrees) at about the same clean error (+1.2 vs +1.4,
-            +0.6 vs +0.5 degrees).
+            did (figures: docs/decisions.md).
         labels: what both copies of a frame are trained towards: "model", the flagged model's
             own answer on the clean frame (no labels needed; the clean behaviour is the
             starting point, so only the trigger's effect is trained away), or "given", the
