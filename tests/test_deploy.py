@@ -191,3 +191,37 @@ def test_onnxruntime_blames_the_inputs_only_when_they_are_at_fault(onnx_model):
     engine._session = BrokenSession()
     with pytest.raises(EngineRuntimeError, match="failed running .*out of memory"):
         engine._run([np.zeros((1, 3, 32, 32), np.float32)])
+
+
+def test_engines_name_their_outputs_and_free_what_they_hold(onnx_model, tmp_path):
+    from onnx import TensorProto, helper, save
+
+    from edgeguard.errors import InvalidInputError
+
+    x = np.random.default_rng(2).random((3, 3, 32, 32), dtype=np.float32)
+    with load_engine(onnx_model) as engine:
+        out = engine.infer({"image": x})
+        assert tuple(out) == engine.output_names and len(out) == 1
+        np.testing.assert_array_equal(out[engine.output_names[0]], engine(x))
+        for feeds, wrong in (({}, r"missing \['image'\]"), ({"image": x, "mask": x}, r"unknown \['mask'\]")):
+            with pytest.raises(InvalidInputError, match=wrong):
+                engine.infer(feeds)
+    assert engine._session is None  # left the block: the session is freed ...
+    np.testing.assert_array_equal(engine(x), out[engine.output_names[0]])  # ... and made again on use
+
+    torch_engine = load_engine(TinyNet())
+    assert torch_engine.output_names == ("output",)
+    np.testing.assert_allclose(torch_engine.infer({"image": x})["output"], engine(x), atol=1e-5)
+
+    # Two outputs, named in the graph's order, not in alphabetical or any other order.
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4]) for n in ("x", "zeta", "alpha")]
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["zeta"]), helper.make_node("Abs", ["x"], ["alpha"])],
+                              "two", [io[0]], io[1:])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "two.onnx")
+    two = load_engine(tmp_path / "two.onnx")
+    v = np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32)
+    got = two.infer({"x": v})
+    assert two.output_names == ("zeta", "alpha") and list(got) == ["zeta", "alpha"]
+    np.testing.assert_array_equal(got["zeta"], -v)
+    np.testing.assert_array_equal(got["alpha"], np.abs(v))
+    np.testing.assert_array_equal(two(v), -v)  # engine(x): the first output

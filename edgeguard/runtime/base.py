@@ -1,7 +1,7 @@
 """The Engine interface every backend implements: numpy arrays in, numpy arrays out."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -9,11 +9,14 @@ from edgeguard.errors import InvalidInputError, ModelFormatError
 
 
 class Engine:
-    """A callable model: ``engine(*arrays) -> first output`` with arrays in input order.
+    """A model behind named inputs and outputs: ``engine.infer({name: array}) -> {name: array}``,
+    and ``engine(*arrays) -> first output`` as sugar, arrays in input order.
 
-    Subclasses implement ``input_names``, ``_run(arrays) -> list of outputs`` and, where
-    the backend knows them, ``input_shapes`` and ``metadata``. ``calls`` counts
-    invocations and ``samples`` the batch rows seen, for reporting.
+    Subclasses implement ``input_names``, ``output_names``, ``_run(arrays) -> list of
+    outputs`` and, where the backend knows them, ``input_shapes``, ``metadata`` and
+    ``close``. ``calls`` counts invocations and ``samples`` the batch rows seen, for
+    reporting. An engine is a context manager: leaving the block frees its session or
+    device buffers (``close``); a later call creates them again.
     """
 
     backend = "base"
@@ -24,6 +27,11 @@ class Engine:
 
     @property
     def input_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs, in the order ``_run`` returns them."""
         raise NotImplementedError
 
     @property
@@ -53,14 +61,35 @@ class Engine:
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def _checked_run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        self.calls += 1
+        self.samples += len(arrays[0])
+        return self._run(arrays)
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name, for inputs given by name (float32, batch axis first)."""
+        names = self.input_names
+        missing, unknown = [n for n in names if n not in feeds], sorted(set(feeds) - set(names))
+        if missing or unknown:
+            raise InvalidInputError(f"{self} takes inputs {list(names)}; missing {missing}, unknown {unknown}")
+        return dict(zip(self.output_names, self._checked_run([feeds[n] for n in names])))
+
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         names = self.input_names
         if len(arrays) != len(names):
             raise InvalidInputError(f"{self} takes {len(names)} input(s) {list(names)}, got {len(arrays)}")
-        arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-        self.calls += 1
-        self.samples += len(arrays[0])
-        return self._run(arrays)[0]
+        return self._checked_run(arrays)[0]
+
+    def close(self) -> None:
+        """Free what the backend holds (session, execution contexts, device buffers); the
+        next call creates them again. Nothing to free by default."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend})"

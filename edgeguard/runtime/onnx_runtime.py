@@ -57,6 +57,12 @@ class OnnxRuntimeEngine(Engine):
             return tuple(self.sidecar.inputs)
         return tuple(i.name for i in self.session.get_inputs())
 
+    @functools.cached_property
+    def output_names(self) -> tuple[str, ...]:
+        if self.sidecar is not None:
+            return tuple(self.sidecar.outputs)
+        return tuple(o.name for o in self.session.get_outputs())
+
     @property
     def input_shapes(self) -> dict[str, tuple[Optional[int], ...]]:
         if self.sidecar is not None:
@@ -79,6 +85,9 @@ class OnnxRuntimeEngine(Engine):
                 raise InvalidInputError(f"{self.path.name} rejected inputs {inputs}: {exc}") from exc
             raise EngineRuntimeError(f"ONNX Runtime failed running {self.path.name} on inputs {inputs} "
                                      f"({type(exc).__name__}): {exc}") from exc
+
+    def close(self) -> None:
+        self._session = None
 
     def __repr__(self) -> str:
         return f"OnnxRuntimeEngine({self.path.name}, {self.providers[0]})"

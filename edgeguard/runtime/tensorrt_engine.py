@@ -71,6 +71,10 @@ class TensorRTEngine(Engine):
         return tuple(self.sidecar.inputs)
 
     @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.sidecar.outputs)
+
+    @property
     def input_shapes(self) -> dict[str, tuple[Optional[int], ...]]:
         return {k: tuple(v) for k, v in self.sidecar.inputs.items()}
 
@@ -175,6 +179,21 @@ class TensorRTEngine(Engine):
             stream.synchronize()
             parts.append([s.reshape(shape).astype(np.float32) for s, shape in results])
         return [np.concatenate(outs) for outs in zip(*parts)]
+
+    def close(self) -> None:
+        """Free the device buffers, CUDA graphs, execution contexts and the engine."""
+        rt, self._rt = self._rt, None
+        if rt is None:
+            return
+        rt["stream"].synchronize()
+        if rt["graphs"]:
+            cudart = _cudart()
+            for graph in rt["graphs"].values():
+                _checked(cudart, cudart.cudaGraphExecDestroy(graph))
+        for buffer in rt["device"].values():
+            buffer.free()
+        rt["contexts"].clear()
+        rt.clear()
 
     def __repr__(self) -> str:
         return f"TensorRTEngine({self.path.name}, {self.sidecar.precision})"

@@ -15,6 +15,7 @@ class TorchEngine(Engine):
     Args:
         module: the model; moved to ``device`` when one is given.
         input_names: names of ``forward``'s inputs, in order.
+        output_name: the name of ``forward``'s (single tensor) output.
         device: e.g. "cuda" or "cuda:1"; None keeps the module where it is.
         half: run in float16 (CUDA only); inputs are cast on the device, outputs come back float32.
     """
@@ -22,7 +23,7 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, module: Any, input_names: Sequence[str] = ("image",), device: Optional[str] = None,
-                 half: bool = False):
+                 half: bool = False, output_name: str = "output"):
         super().__init__()
         import torch
 
@@ -38,10 +39,15 @@ class TorchEngine(Engine):
         self.dtype = torch.float16 if half else torch.float32
         self.module = module.to(self.dtype).eval()
         self._names = tuple(input_names)
+        self._output_names = (output_name,)
 
     @property
     def input_names(self) -> tuple[str, ...]:
         return self._names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
 
     @property
     def metadata(self) -> dict[str, Any]:
