@@ -225,3 +225,20 @@ def test_engines_name_their_outputs_and_free_what_they_hold(onnx_model, tmp_path
     np.testing.assert_array_equal(got["zeta"], -v)
     np.testing.assert_array_equal(got["alpha"], np.abs(v))
     np.testing.assert_array_equal(two(v), -v)  # engine(x): the first output
+
+
+def test_the_backend_registry_routes_files_by_suffix_and_refuses_the_rest(onnx_model, tmp_path):
+    from edgeguard.runtime import BACKENDS, REGISTRY, OnnxRuntimeEngine
+
+    assert BACKENDS == ("auto", *REGISTRY) and REGISTRY["tensorrt"][1] == (".engine", ".plan", ".trt")
+    assert isinstance(load_engine(str(onnx_model), backend="onnxruntime"), OnnxRuntimeEngine)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(InvalidArgumentError, match=r"not a model file of any backend .*'onnxruntime': \['.onnx'\]"):
+        load_engine(weights)
+    with pytest.raises(InvalidArgumentError, match="torch backend takes an nn.Module, not a file"):
+        load_engine(onnx_model, backend="torch")
+    with pytest.raises(InvalidArgumentError, match="is a file of the onnxruntime backend; the tensorrt backend cannot run it"):
+        load_engine(onnx_model, backend="tensorrt")
+    with pytest.raises(InvalidArgumentError, match="unknown backend 'openvino'"):
+        load_engine(onnx_model, backend="openvino")

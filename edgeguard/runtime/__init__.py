@@ -23,8 +23,14 @@ from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
 from edgeguard.runtime.tensorrt_engine import TensorRTEngine
 from edgeguard.runtime.torch_engine import TorchEngine
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+# name -> (its Engine class, the file suffixes it runs; none: it runs in-memory torch modules)
+REGISTRY: dict[str, tuple[type, tuple[str, ...]]] = {
+    "onnxruntime": (OnnxRuntimeEngine, (".onnx",)),
+    "tensorrt": (TensorRTEngine, (".engine", ".plan", ".trt")),
+    "torch": (TorchEngine, ()),
+}
+BACKENDS = ("auto", *REGISTRY)
+ENGINE_SUFFIXES = REGISTRY["tensorrt"][1]
 
 
 def load_engine(source: Any, backend: str = "auto", *, input_shape: Optional[Sequence[int]] = None,
@@ -54,14 +60,15 @@ def _make(source: Any, backend: str, options: dict) -> Engine:
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if backend == "torch":
-            raise InvalidArgumentError("the torch backend takes an nn.Module, not a file")
-        kind = "tensorrt" if path.suffix in ENGINE_SUFFIXES else "onnxruntime" if path.suffix == ".onnx" else None
+        if backend != "auto" and not REGISTRY[backend][1]:
+            raise InvalidArgumentError(f"the {backend} backend takes an nn.Module, not a file")
+        kind = next((name for name, (_, suffixes) in REGISTRY.items() if path.suffix in suffixes), None)
         if kind is None:
-            raise InvalidArgumentError(f"{path}: expected an .onnx model or a TensorRT {'/'.join(ENGINE_SUFFIXES)} engine")
+            known = {name: list(suffixes) for name, (_, suffixes) in REGISTRY.items() if suffixes}
+            raise InvalidArgumentError(f"{path}: not a model file of any backend (by suffix: {known})")
         if backend not in ("auto", kind):
-            raise InvalidArgumentError(f"{path} is a {kind} file; the {backend} backend cannot run it")
-        cls = TensorRTEngine if kind == "tensorrt" else OnnxRuntimeEngine
+            raise InvalidArgumentError(f"{path} is a file of the {kind} backend; the {backend} backend cannot run it")
+        cls = REGISTRY[kind][0]
         return cls(path, **_checked(cls, kind, options))
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         if backend not in ("auto", "torch"):
@@ -82,5 +89,5 @@ def _checked(cls: type, kind: str, options: dict) -> dict:
     return options
 
 
-__all__ = ["BACKENDS", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine", "TorchEngine",
+__all__ = ["BACKENDS", "REGISTRY", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine", "TorchEngine",
            "load_engine", "sidecar_path"]
