@@ -97,7 +97,7 @@ def test_tensorrt_engines_need_their_sidecar_and_its_versions(tmp_path):
     if not HAS_TENSORRT:
         with pytest.raises(MissingDependencyError, match="tensorrt"):
             engine(np.zeros((1, 3, 32, 32), np.float32))
-    with pytest.raises(InvalidArgumentError, match="tensorrt file"):
+    with pytest.raises(InvalidArgumentError, match="file of the tensorrt backend; the onnxruntime backend cannot"):
         load_engine(plan, backend="onnxruntime")
 
 
