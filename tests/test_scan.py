@@ -450,7 +450,7 @@ def test_benchmark_runs_a_zoo_file_end_to_end_with_training_and_scanning_stubbed
     assert [name for name, _, _ in calls["scan"]] == ["benign-0", "benign-1", "badnets-0"]
     assert record["dropped"] == [{"name": "blended-0", "tries": []}]
     assert record["config"]["zoo"] == str(path) and record["config"]["scan_jobs"] == 1  # outside the repo: as given
-    assert bench.zoo_shown(str(bench.Path(bench.__file__).parent / "zoos" / "gaze_quick.json")) == str(
+    assert bench.zoo_shown(str(Path(bench.__file__).parent / "zoos" / "gaze_quick.json")) == str(
         Path("benchmarks") / "zoos" / "gaze_quick.json")
     pooled = record["results"][-1]
     assert (pooled["attack"], pooled["tp"], pooled["fp"], pooled["roc_auc"]) == ("all", 1, 0, 1.0)

@@ -30,7 +30,6 @@ REGISTRY: dict[str, tuple[type, tuple[str, ...]]] = {
     "torch": (TorchEngine, ()),
 }
 BACKENDS = ("auto", *REGISTRY)
-ENGINE_SUFFIXES = REGISTRY["tensorrt"][1]
 
 
 def load_engine(source: Any, backend: str = "auto", *, input_shape: Optional[Sequence[int]] = None,
