@@ -134,6 +134,14 @@ def _score(record: dict) -> float:
     return record["statistic"] if record.get("collapsed", True) else math.inf
 
 
+def calibration_rule() -> dict:
+    """How the verdicts of a run were thresholded, for its results JSON."""
+    from edgeguard.scan import CALIBRATION_MARGIN
+
+    return {"rule": "leave-one-out: margin x the median statistic of the other benign models whose outputs "
+                    "collapsed (edgeguard.scan.threshold_from_trusted)", "margin": CALIBRATION_MARGIN}
+
+
 def _verdicts(records: list[dict], method: str) -> dict:
     """(attack, index) -> flagged, with leave-one-out thresholds from the benign models
     (the CLI's ``--calibrate`` rule: ``edgeguard.scan.threshold_from_trusted``)."""
@@ -280,6 +288,7 @@ def rescore(source: str, out: str) -> int:
         raise InvalidArgumentError(f"--rescore {source}: not a scan benchmark's results JSON (config.scanners and "
                                    f"per-model records with statistics are needed): {err}") from err
     record["results"] = summary_rows(record["models"])
+    record["calibration"] = calibration_rule()
     record["rescored_from"] = str(source)
     Path(out).write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
@@ -320,6 +329,10 @@ def main(argv=None) -> int:
             zoo = zoo.subset(args.models.split(","))
         except ZooError as err:
             p.error(str(err))
+    benign_chosen = sum(m.benign for m in zoo.models)
+    if benign_chosen < 2 or benign_chosen == len(zoo.models):
+        p.error(f"{len(zoo.models)} models chosen, {benign_chosen} benign: a run is scored with thresholds from "
+                "the benign models, so it needs >= 2 benign models and >= 1 backdoored one")
     methods = scanners(args.quick, zoo.task)
     wanted = args.methods.split(",") if args.methods else DEFAULT_METHODS[zoo.task]
     unknown = [m for m in wanted if m not in methods]
@@ -353,6 +366,7 @@ def main(argv=None) -> int:
         scanned = _map(_scan_job, [(zoo, name, methods, repair, scan_threads) for name in kept], scan_jobs,
                        "scan")
         extra["models"] = [r for records, _ in scanned for r in records]
+        extra["calibration"] = calibration_rule()
         if repair:
             extra["repair"] = [row for _, rows in scanned for row in rows]
         return summary_rows(extra["models"])

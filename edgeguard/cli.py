@@ -220,7 +220,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
-    from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan, threshold_from_trusted
+    from edgeguard.scan import (CALIBRATION_MARGIN, DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan,
+                                threshold_from_trusted)
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
     from edgeguard.victims import TASKS
@@ -253,7 +254,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         threshold = threshold_from_trusted([r.statistic for r in found], [r.collapsed for r in found])
         config = dataclasses.replace(config, threshold=threshold)
         used = sum(r.collapsed for r in found)
-        print(f"calibrated threshold {threshold:.4f} (0.8 x the smallest of {used} trusted models)" if used else
+        print(f"calibrated threshold {threshold:.4f} ({CALIBRATION_MARGIN} x the median of {used} trusted models)"
+              if used else
               "no trusted model's outputs collapsed: any collapse is flagged (threshold inf)")
     result = method(model, scan_data.images, config, progress=not args.quiet)
     print(result)
@@ -360,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "shipped default was calibrated on benign SynthGaze models (README); for your models use "
                    "--calibrate, or a threshold you calibrated before")
     p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same task "
-                   "and data): each is scanned on the same frames and the threshold becomes 0.8 x the smallest "
-                   "of their statistics, so every trusted model would pass with a 20%% margin (a trusted model "
-                   "whose outputs never collapsed sets nothing; if none collapsed, any collapse is flagged)")
+                   "and data): each is scanned on the same frames and the threshold becomes 0.85 x the median "
+                   "of their statistics, so one odd trusted model does not move it (a trusted model whose "
+                   "outputs never collapsed sets nothing; if none collapsed, any collapse is flagged)")
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
     p.add_argument("--report", default="scan_report", help="folder for scan.png and scan.json (default scan_report/)")
     p.add_argument("--repair", metavar="OUT", help="fine-tune the model against the found trigger; write its "

@@ -155,12 +155,12 @@ def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monke
 
     monkeypatch.setattr(scan_module, "scan", outcome)
     # Trusting the scanned model itself: the same frames and seed give it the same statistic,
-    # and the calibrated threshold sits 20% below that, so it must pass as clean.
+    # and the calibrated threshold sits 15% below that, so it must pass as clean.
     assert main(["scan", *common, "--calibrate", str(weights)]) == 0
     record = json.loads((tmp_path / "report" / "scan.json").read_text())
     out = capsys.readouterr().out
     if collapsed:
-        assert record["threshold"] == pytest.approx(0.8 * record["statistic"], rel=1e-6)
+        assert record["threshold"] == pytest.approx(0.85 * record["statistic"], rel=1e-6)
         assert "calibrated threshold" in out
     else:  # a search that never collapsed measured no trigger: it sets no threshold
         assert record["threshold"] is None and "never collapsed" in out and "any collapse is flagged" in out

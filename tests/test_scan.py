@@ -94,7 +94,12 @@ def test_bad_input_and_settings_are_rejected():
         scan(model, np.zeros((4, 1, 36, 60), np.float32), DRMGuardConfig(steps=1, batch_size=2), progress=False)
     with pytest.raises(InvalidArgumentError):
         DRMGuardConfig(batch_size=1)
-    assert calibrate([0.2, 0.1, 0.3]) == pytest.approx(0.08)
+    assert calibrate([0.2, 0.1, 0.3]) == pytest.approx(0.85 * 0.2)  # the median, less 15%
+    # One odd trusted model does not move the median (it moved the old rule's minimum 4x).
+    assert calibrate([0.2, 0.21, 0.19, 0.05]) == pytest.approx(0.85 * 0.195)
+    assert calibrate([0.2, 0.21, 0.19, 0.05], quantile=0.0, margin=0.8) == pytest.approx(0.04)
+    with pytest.raises(InvalidArgumentError):
+        calibrate([0.2], quantile=1.5)
     with pytest.raises(InvalidArgumentError):
         calibrate([])
 
@@ -254,14 +259,15 @@ def test_zoo_summary_calibrates_leave_one_out_on_benign_models_only():
     def rec(attack, index, statistic):
         return {"attack": attack, "index": index, "method": "drmguard", "statistic": statistic, "seconds": 2.0}
 
-    benign = [rec("none", i, s) for i, s in enumerate([0.03, 0.06, 0.07, 0.08])]
-    records = benign + [rec("badnets", 0, 0.01), rec("badnets", 1, 0.045), rec("blended", 0, 0.2)]
+    benign = [rec("none", i, s) for i, s in enumerate([0.03, 0.065, 0.07, 0.08])]
+    records = benign + [rec("badnets", 0, 0.01), rec("badnets", 1, 0.062), rec("blended", 0, 0.2)]
     rows = {r["attack"]: r for r in summary_rows(records)}
-    # Backdoored models meet 0.8 * min(all benign) = 0.024: 0.01 is flagged, 0.045 and 0.2 are not.
-    # Benign model 0 meets 0.8 * min(the other three) = 0.048 and is flagged: 0.03 < 0.048.
+    # Backdoored models meet 0.85 * median(all benign) = 0.0574: 0.01 is flagged, 0.062 and 0.2 are not.
+    # Benign model 0 meets 0.85 * median(the other three) = 0.0595 and is flagged (0.03); benign
+    # model 1 meets 0.85 * 0.07 = 0.0595 and passes (0.065).
     assert rows["badnets"]["tp"] == 1 and rows["badnets"]["fn"] == 1 and rows["badnets"]["fp"] == 1
     assert rows["all"]["tp"] == 1 and rows["all"]["fn"] == 2 and rows["all"]["tn"] == 3
-    # AUC pairs: badnets 0.01 beats all four, 0.045 beats three of four -> 7/8.
+    # AUC pairs (lower ranks as more suspicious): badnets 0.01 beats all four, 0.062 three of four -> 7/8.
     assert rows["badnets"]["roc_auc"] == pytest.approx(7 / 8) and rows["blended"]["roc_auc"] == 0.0
     assert rows["all"]["roc_auc"] == pytest.approx(7 / 12) and rows["all"]["seconds_per_model"] == 2.0
 
@@ -274,10 +280,10 @@ def test_zoo_summary_counts_a_search_that_never_collapsed_as_clean():
                 "collapsed": collapsed}
 
     # A search that stayed at the identity has a tiny change and no collapse: no trigger found.
-    records = [rec("none", 0, 0.05), rec("none", 1, 0.0001, collapsed=False), rec("none", 2, 0.06),
+    records = [rec("none", 0, 0.05), rec("none", 1, 0.0001, collapsed=False), rec("none", 2, 0.055),
                rec("badnets", 0, 0.01), rec("badnets", 1, 0.0002, collapsed=False)]
     rows = {r["attack"]: r for r in summary_rows(records)}
-    # Threshold 0.8 * 0.05 = 0.04 from the collapsed benign models; benign 1 and badnets 1 are never flagged.
+    # Threshold 0.85 * 0.0525 = 0.045 from the collapsed benign models; benign 1 and badnets 1 are never flagged.
     assert (rows["all"]["tp"], rows["all"]["fn"], rows["all"]["fp"], rows["all"]["tn"]) == (1, 1, 0, 3)
     # badnets 0 ranks below all three benign; badnets 1 (inf) ties benign 1 and beats none -> (3 + 0.5) / 6.
     assert rows["all"]["roc_auc"] == pytest.approx(3.5 / 6)
@@ -442,6 +448,10 @@ def test_benchmark_runs_a_zoo_file_end_to_end_with_training_and_scanning_stubbed
         with pytest.raises(SystemExit) as stop:
             bench.main(["--zoo", str(path), "--quick", flag, "0", "--json", str(out)])
         assert stop.value.code == 2 and f"{flag} must be >= 1" in capsys.readouterr().err
+    for chosen in ("benign-0,benign-1", "benign-0,badnets-0"):  # cannot be scored: refused before training
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--zoo", str(path), "--quick", "--models", chosen, "--json", str(out)])
+        assert stop.value.code == 2 and ">= 2 benign models and >= 1 backdoored" in capsys.readouterr().err
     assert calls == {"train": [], "scan": []} and not out.exists()
 
     assert bench.main(["--zoo", str(path), "--quick", "--methods", "drmguard", "--json", str(out)]) == 0

@@ -4,10 +4,10 @@ through the softmax extension), the adapted Neural Cleanse baseline, repair and 
     from edgeguard.scan import DRMGuardConfig, scan
     result = scan(model, clean_images, DRMGuardConfig(steps=500))
 """
-from edgeguard.scan.drmguard import (ANY_COLLAPSE, DRMGuardConfig, ScanResult, angle_variance, calibrate, scan,
-                                     threshold_from_trusted)
+from edgeguard.scan.drmguard import (ANY_COLLAPSE, CALIBRATION_MARGIN, DRMGuardConfig, ScanResult, angle_variance,
+                                     calibrate, scan, threshold_from_trusted)
 from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
 from edgeguard.scan.repair import RepairConfig, RepairResult, repair
 
-__all__ = ["ANY_COLLAPSE", "DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "RepairResult", "ScanResult",
+__all__ = ["ANY_COLLAPSE", "CALIBRATION_MARGIN", "DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "RepairResult", "ScanResult",
            "angle_variance", "calibrate", "neural_cleanse", "repair", "scan", "threshold_from_trusted"]

@@ -54,10 +54,11 @@ log = logging.getLogger(__name__)
 DEFAULT_LAMBDA_SIM = {("regression", "mask_pattern"): 2.0, ("softmax", "mask_pattern"): 2.0,
                       ("regression", "residual"): 80.0, ("softmax", "residual"): 0.5}
 
-# (outputs, trigger) -> default threshold. Regression with the mask x pattern generator: 0.8 x
-# the smallest benign statistic of benchmarks/zoos/gaze_dev.json at the quick settings
-# (benchmarks/results/scan_dev.json: 0.0139); elsewhere the paper's 0.03. Calibrate on your models.
-DEFAULT_THRESHOLD = {("regression", "mask_pattern"): 0.011}
+# (outputs, trigger) -> default threshold. Regression with the mask x pattern generator: the
+# calibration rule (``calibrate``: 0.85 x the median) on the benign models of
+# benchmarks/zoos/gaze_dev.json at the quick settings (benchmarks/results/scan_dev.json: median
+# 0.0140); elsewhere the paper's 0.03. Calibrate on your models.
+DEFAULT_THRESHOLD = {("regression", "mask_pattern"): 0.0119}
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class DRMGuardConfig:
             pose 100). Default 0: on the development zoo the term steered the search away
             from the BadNets trigger (docs/decisions.md).
         mtr_beta, mtr_gamma: momentum and strength of the saliency (MTR) weighting of L_sim.
-        threshold: flag as backdoored when the statistic is below it. None: 0.011 for
+        threshold: flag as backdoored when the statistic is below it. None: 0.0119 for
             regression with the mask x pattern generator (calibrated on the development
             zoo's benign models, ``DEFAULT_THRESHOLD``), else the paper's 0.03. Calibrate it on
             models you trust (``calibrate``, ``edgeguard scan --calibrate``).
@@ -95,7 +96,8 @@ class DRMGuardConfig:
         adaptive: adapt the similarity weight during the run, starting at ``lambda_sim``: x1.5
             every 10 steps while the outputs' variance stays below half of ``collapse``, /1.5
             otherwise (Neural Cleanse's schedule), so the statistic becomes the smallest
-            change that still collapses the outputs, whatever the weight's scale.
+            change that still collapses the outputs, whatever the weight's scale. Off by
+            default: its statistic varied far more between benign models (docs/decisions.md).
         reference: > 0: normalise the statistic by a reference collapse, I(f) / I_ref(f), where
             I_ref is the change that pulls the outputs onto a point ``reference`` clean standard
             deviations from the clean mean, on the side away from the collapse found (what a
@@ -261,6 +263,22 @@ def _outputs_of(softmax: bool):
     return (lambda m, x: m(x).float().softmax(dim=1)) if softmax else (lambda m, x: m(x).float())
 
 
+def adapted_weight(weight: float, residual: float, config: DRMGuardConfig) -> float:
+    """Neural Cleanse's cost schedule, one update (every 10 steps): while the outputs stay
+    collapsed (smoothed residual variance below half of ``config.collapse``) price change
+    higher (x1.5), else lower (/1.5), within 1e-3 .. 1e3 x ``config.lambda_sim``; so a run ends
+    near the smallest change that still collapses the outputs.
+
+    >>> config = DRMGuardConfig(lambda_sim=2.0, collapse=0.1)
+    >>> adapted_weight(2.0, 0.01, config), round(adapted_weight(2.0, 0.2, config), 4)
+    (3.0, 1.3333)
+    >>> adapted_weight(2000.0, 0.01, config)  # capped
+    2000.0
+    """
+    weight = weight * 1.5 if residual < config.collapse / 2 else weight / 1.5
+    return float(np.clip(weight, config.lambda_sim / 1e3, config.lambda_sim * 1e3))
+
+
 def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, seed: int, clean_var: torch.Tensor,
               head: Optional[nn.Linear], captured: dict, progress: bool,
               target: Optional[torch.Tensor] = None) -> "tuple[nn.Module, list[float]]":
@@ -310,13 +328,9 @@ def _optimise(model: nn.Module, x_all: torch.Tensor, config: DRMGuardConfig, see
         saliency = config.mtr_beta * saliency + (1 - config.mtr_beta) * grad / grad.max().clamp_min(1e-12)
         losses.append((l_out.detach() + lambda_sim * l_sim.detach() + config.lambda_feat * r_f.detach()).item())
         if config.adaptive:
-            # Neural Cleanse's cost schedule: while the outputs stay collapsed, price change
-            # higher; when they spread again, lower, so the run ends near the smallest change
-            # that still collapses them.
             smoothed = 0.8 * smoothed + 0.2 * l_out.item()
             if step % 10 == 9:
-                lambda_sim *= 1.5 if smoothed < config.collapse / 2 else 1 / 1.5
-                lambda_sim = float(np.clip(lambda_sim, config.lambda_sim / 1e3, config.lambda_sim * 1e3))
+                lambda_sim = adapted_weight(lambda_sim, smoothed, config)
         bar.set_postfix(out=f"{l_out.item():.2e}", sim=f"{l_sim.item():.4f}", angle=f"{r_f.item():.2e}")
     return generator.eval(), losses
 
@@ -396,20 +410,36 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
     return result
 
 
-def calibrate(statistics: "list[float] | np.ndarray", quantile: float = 0.0, margin: float = 0.8) -> float:
+# The calibration margin: a threshold this fraction of the trusted models' median statistic.
+# Why 0.85: on the benign models of the development and quick gaze zoos (11, each against the
+# median of the others in its zoo) the statistic sits at 0.92-1.09 of that median but for one
+# odd model (0.68); the robust spread (1.4826 x MAD) of those ratios is 0.045, and 0.85 is three
+# of it below 1 (docs/decisions.md).
+CALIBRATION_MARGIN = 0.85
+
+
+def calibrate(statistics: "list[float] | np.ndarray", quantile: float = 0.5,
+              margin: float = CALIBRATION_MARGIN) -> float:
     """A threshold from benign models' statistics only (a user has no backdoored models):
-    ``margin`` times their ``quantile`` (default: the smallest benign statistic), so every
-    calibration model would pass as clean with a 20% margin."""
+    ``margin`` times their ``quantile`` (default: the median, so one odd trusted model does not
+    move it; the smallest benign statistic, ``quantile=0``, did).
+
+    >>> round(calibrate([0.013, 0.014, 0.009]), 5)
+    0.01105
+    """
     values = np.asarray(statistics, dtype=np.float64)
     if values.size == 0 or not np.isfinite(values).all():
         raise InvalidArgumentError("need finite statistics of at least one benign model")
+    if not 0.0 <= quantile <= 1.0 or margin <= 0:
+        raise InvalidArgumentError(f"quantile must be in [0, 1] and margin positive, got {quantile}, {margin}")
     return float(margin * np.quantile(values, quantile))
 
 
 ANY_COLLAPSE = math.inf
 
 
-def threshold_from_trusted(statistics: Sequence[float], collapsed: Sequence[bool], margin: float = 0.8) -> float:
+def threshold_from_trusted(statistics: Sequence[float], collapsed: Sequence[bool],
+                           margin: float = CALIBRATION_MARGIN) -> float:
     """The decision threshold from scans of trusted (benign) models: their statistics and
     whether each search's outputs collapsed (``ScanResult.statistic``, ``.collapsed``).
 
@@ -418,8 +448,8 @@ def threshold_from_trusted(statistics: Sequence[float], collapsed: Sequence[bool
     of the collapsed ones; if none collapsed, ``ANY_COLLAPSE`` (inf): a scanned model is then
     flagged as soon as its outputs collapse at all.
 
-    >>> round(threshold_from_trusted([0.02, 0.001, 0.015], [True, False, True]), 4)
-    0.012
+    >>> round(threshold_from_trusted([0.02, 0.001, 0.015], [True, False, True]), 5)
+    0.01488
     >>> threshold_from_trusted([0.001], [False])
     inf
     """
