@@ -118,7 +118,7 @@ def test_int8_build_is_calibrated_on_frames_and_keeps_the_answers(tmp_path):
         build_engine(path, tmp_path / "x.onnx", BuildConfig(backend="onnxruntime", precision="int8"))
     # A build that fails the accuracy gate is refused and leaves nothing behind.
     strict = BuildConfig(backend="onnxruntime", precision="int8", max_abs_diff=1e-9)
-    with pytest.raises(ModelFormatError, match="differs from the fp32 ONNX"):
+    with pytest.raises(ModelFormatError, match="against the fp32 ONNX: output .* differs by"):
         build_engine(path, tmp_path / "strict.onnx", strict, images=toy_classification(50, seed=5).images)
     assert not (tmp_path / "strict.onnx").exists() and not (tmp_path / "strict.onnx.json").exists()
 
@@ -242,3 +242,46 @@ def test_the_backend_registry_routes_files_by_suffix_and_refuses_the_rest(onnx_m
         load_engine(onnx_model, backend="tensorrt")
     with pytest.raises(InvalidArgumentError, match="unknown backend 'openvino'"):
         load_engine(onnx_model, backend="openvino")
+
+
+def test_compare_matches_outputs_by_name_or_position_and_names_what_fails():
+    from edgeguard.runtime import Engine
+    from edgeguard.runtime.compare import Tolerances, compare
+
+    class Fixed(Engine):
+        """Outputs given arrays row for row, under given names."""
+        input_names = ("x",)
+
+        def __init__(self, names, *outputs):
+            super().__init__()
+            self.names, self.outputs = tuple(names), outputs
+
+        @property
+        def output_names(self):
+            return self.names
+
+        def _run(self, arrays):
+            return [o[: len(arrays[0])] for o in self.outputs]
+
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]], np.float32)
+    swapped = logits[:, ::-1].copy()  # every top-1 answer flips
+    feeds = [{"x": np.zeros((2, 1), np.float32)}, {"x": np.zeros((4, 1), np.float32)}]
+    # Same names in another order: matched by name, not position.
+    same = compare(Fixed(["a", "b"], logits, swapped), Fixed(["b", "a"], swapped, logits), feeds,
+                   Tolerances(max_abs_diff=0.0, min_top1_agreement=1.0))
+    assert same.failures == [] and same.rows == 6 and same.max_abs_diff == {"a": 0.0, "b": 0.0}
+    # Other names (a torch module's "output" vs an ONNX file's "logits"): matched by position.
+    flipped = compare(Fixed(["output"], logits), Fixed(["logits"], swapped), feeds,
+                      Tolerances(max_abs_diff=5.0, min_top1_agreement=0.5))
+    assert flipped.top1_agreement == {"output": 0.0} and flipped.max_abs_diff["output"] == pytest.approx(3.0)
+    assert flipped.failures == ["output 'output' agrees on only 0.0% of top-1 answers (< 50% required)"]
+    with pytest.raises(ModelFormatError, match="m.onnx: output 'output' agrees on only 0.0%.* on 6 inputs; rebuild"):
+        flipped.raise_for("m.onnx", "rebuild")
+    with pytest.raises(ModelFormatError, match="shape"):
+        compare(Fixed(["y"], logits), Fixed(["y"], logits[:, :1]), feeds)
+    with pytest.raises(InvalidArgumentError, match="nothing to compare"):
+        compare(Fixed(["y"], logits), Fixed(["y", "z"], logits, logits), feeds)
+    with pytest.raises(InvalidArgumentError, match="no feeds"):
+        compare(Fixed(["y"], logits), Fixed(["y"], logits), [])
+    with pytest.raises(InvalidArgumentError, match="min_top1_agreement"):
+        Tolerances(min_top1_agreement=1.5)

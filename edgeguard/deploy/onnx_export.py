@@ -72,15 +72,17 @@ def export_onnx(
                           input_names=names, output_names=[output_name], dynamic_axes=axes)
     onnx = require("onnx", "ONNX export", "onnx")
     onnx.checker.check_model(str(path))
-    ort = require("onnxruntime", "ONNX parity check", "onnx")
-    check = make(3 if dynamic_batch else 2)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: t.numpy() for n, t in check.items()})[0]
-    with torch.no_grad():
-        want = model(*check.values()).numpy()
-    err = float(np.abs(got - want).max())
-    if err > atol:
-        raise ModelFormatError(f"exported {path} differs from torch by {err:.2e} (> {atol:.0e})")
+    require("onnxruntime", "ONNX parity check", "onnx")
+    from edgeguard.runtime.compare import Tolerances, compare
+    from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
+    from edgeguard.runtime.torch_engine import TorchEngine
+
+    check = {name: t.numpy() for name, t in make(3 if dynamic_batch else 2).items()}
+    with OnnxRuntimeEngine(path, providers=["CPUExecutionProvider"]) as exported:
+        report = compare(TorchEngine(model, input_names=names, output_name=output_name), exported, [check],
+                         Tolerances(max_abs_diff=atol))
+    report.raise_for(f"exported {path} against torch")
+    err = report.max_abs_diff[output_name]
     if metadata:
         proto = onnx.load(str(path))
         for key, value in metadata.items():

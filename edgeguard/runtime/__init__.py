@@ -8,7 +8,9 @@ Backends: ``onnxruntime`` (.onnx; any CPU, CUDA with onnxruntime-gpu), ``tensorr
 (.engine/.plan built by export/build_engine.py; needs tensorrt and pycuda) and ``torch``
 (an ``nn.Module``, on the CPU or a CUDA device). Sessions and engines are created on first
 use, and optional dependencies are imported there, with an error that names the package to
-install. Nothing here imports torch unless a torch module is handed in.
+install. Nothing here imports torch unless a torch module is handed in. ``compare`` runs two
+engines on the same feeds and measures how far apart their outputs are (the export parity
+check and the build gate both use it).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.runtime.base import Engine
+from edgeguard.runtime.compare import Comparison, Tolerances, compare
 from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
 from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
 from edgeguard.runtime.tensorrt_engine import TensorRTEngine
@@ -88,5 +91,5 @@ def _checked(cls: type, kind: str, options: dict) -> dict:
     return options
 
 
-__all__ = ["BACKENDS", "REGISTRY", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine", "TorchEngine",
-           "load_engine", "sidecar_path"]
+__all__ = ["BACKENDS", "REGISTRY", "Comparison", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine",
+           "Tolerances", "TorchEngine", "compare", "load_engine", "sidecar_path"]
