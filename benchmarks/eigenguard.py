@@ -119,7 +119,7 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
     import torch
 
     from edgeguard import cache
-    from edgeguard.deploy import export_onnx
+    from edgeguard.deploy import export_model
     from edgeguard.eigenguard import guards
     from edgeguard.eigenguard.baselines import (FineTuneConfig, SpectralSignaturesConfig, fine_tune,
                                                 spectral_signature_keep)
@@ -148,10 +148,10 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
     with tempfile.TemporaryDirectory() as tmp:
         shape = victim.test.images.shape[1:]
         chw = (shape[2], shape[0], shape[1])
-        path = export_onnx(protected.model, Path(tmp) / "protected.onnx", chw)  # parity to 1e-4 checked
+        path = export_model(protected.model, Path(tmp) / "protected.onnx")  # parity to 1e-4 checked
         folded = _metrics(protected, _engine_predict(load_engine(path, backend="onnxruntime")))
         if task not in latency:
-            plain = export_onnx(victim.model, Path(tmp) / "plain.onnx", chw)
+            plain = export_model(victim.model, Path(tmp) / "plain.onnx")
             latency[task] = {f"overhead_bs{b}": round(_latency_ms(path, b, chw) / _latency_ms(plain, b, chw) - 1, 4)
                              for b in (1, 25)}
             latency[task]["train_overhead"] = _train_overhead(task, config, guard_config, guard_at)

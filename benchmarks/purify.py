@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     p = common.parser("purify", __doc__)
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
     args = p.parse_args(argv)
-    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.deploy import export_model, export_restorer
     from edgeguard.purify import PurifierConfig
     from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
     from edgeguard.runtime import load_engine
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         results = []
         for i, (attack, all_to_all) in enumerate(ATTACKS + (FULL_EXTRA if mode == "full" else [])):
             victim = get_victim(victim_config(size, "signs", attack, all_to_all))
-            path = export_onnx(victim.model, workdir / f"{attack}-{int(all_to_all)}.onnx", (3, 32, 32))
+            path = export_model(victim.model, workdir / f"{attack}-{int(all_to_all)}.onnx")
             variants = {"bdmae": (engines["bdmae"], PurifierConfig()),
                         "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT))}
             if i == 0:

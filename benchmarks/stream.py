@@ -44,13 +44,15 @@ def modes():
 
 def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
     """(model engine, restorer engine) on ``backend`` for torch modules ``model`` and ``mae``."""
-    from edgeguard.deploy import BuildConfig, build_engine, export_onnx, export_restorer
+    from edgeguard.deploy import BuildConfig, build_engine, export_model, export_restorer
+    from edgeguard.runtime import ModelSpec
     from edgeguard.runtime import load_engine
 
     if backend in ("torch", "torch-cuda"):
         device = "cuda" if backend == "torch-cuda" else "cpu"
         return load_engine(model, device=device), load_engine(mae, device=device)
-    paths = [export_onnx(model, workdir / "model.onnx", shape, metadata={"task": "classification"}),
+    spec = ModelSpec(role="model", input_shape=tuple(shape), output="classification", outputs=43)
+    paths = [export_model(model, workdir / "model.onnx", getattr(model, "spec", None) or spec),
              export_restorer(mae, workdir / "mae.onnx", shape, atol=1e-3)]
     if backend == "onnxruntime":
         return tuple(load_engine(p, threads=threads) for p in paths)

@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the deployed model (.onnx), input (N, 3, H, W) in [0, 1]")
     p.add_argument("--restorer", required=True, help="the MAE restorer (.onnx from edgeguard train-mae --onnx)")
     p.add_argument("--out", default="purified", help="output folder (default purified/)")
-    p.add_argument("--task", default="classification", choices=["classification", "regression"])
+    p.add_argument("--task", choices=["classification", "regression"],
+                   help="the model's output kind (default: what the model file says, else classification)")
     p.add_argument("--ssim", default="mean", choices=["mean", "point"], help="per-token SSIM: mean, or point (official)")
     p.add_argument("--batch", type=int, default=32, help="frames per engine batch")
     p.add_argument("--seed", type=int, default=33333)

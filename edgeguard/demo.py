@@ -33,13 +33,13 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     print CA/BA/ASR and frames per second with and without BDMAE; write a PNG strip.
     Returns the printed figures."""
     from edgeguard.data.dataset import to_float_nchw
-    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.deploy import export_model, export_restorer
     from edgeguard.purify import Purifier
     from edgeguard.runtime import load_engine
 
     victim, mae = demo_models(attack, progress)
     workdir = Path(tempfile.mkdtemp(prefix="edgeguard-demo-"))
-    model = load_engine(export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32)))
+    model = load_engine(export_model(victim.model, workdir / "model.onnx"))
     restorer = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
 
     bd = victim.backdoor

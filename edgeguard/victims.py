@@ -17,6 +17,7 @@ from edgeguard import cache
 from edgeguard.attacks import Attack, BackdoorTestSet, PoisonedSet, get_attack
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
+from edgeguard.runtime.spec import ModelSpec
 from edgeguard.train import TrainConfig, fit, predict
 
 if TYPE_CHECKING:  # torch-side; imported where a victim is protected
@@ -53,6 +54,17 @@ TASKS: dict[str, TaskSpec] = {
     "signs": TaskSpec(_signs, "preact_resnet18", TrainConfig(crop_padding=0, lr=0.05, precision="auto")),
     "gaze": TaskSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05, precision="auto")),
 }
+
+
+def spec_of(data: ImageDataset) -> ModelSpec:
+    """The ModelSpec of a model trained on ``data``: its frames' shape, output kind and count."""
+    return ModelSpec(role="model", input_shape=tuple(int(d) for d in to_float_nchw(data.images[:1]).shape[1:]),
+                     output=data.task, outputs=data.num_classes)
+
+
+def model_spec(config: "VictimConfig") -> ModelSpec:
+    """The ModelSpec of ``config``'s model, from one sample of its task's data (no training)."""
+    return spec_of(TASKS[config.task].make_data(1, config.seed, config.num_classes))
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,9 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     train, test = make_datasets(config)
     torch.manual_seed(config.seed)
     model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
+    # The contract travels with the module (as timm's pretrained_cfg): export_model and
+    # TorchEngine read it.
+    model.spec = spec_of(train)
     if config.eigenguard is not None:
         from edgeguard.eigenguard import protect
 

@@ -51,26 +51,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _export(args) -> list[Path]:
     """ONNX files of the cached model (and restorer) of ``args.task`` in --out-dir."""
-    from edgeguard.deploy import export_onnx, export_restorer
-    from edgeguard.victims import TASKS, VictimConfig, get_victim, restorer_images
+    from edgeguard.deploy import export_model, export_restorer
+    from edgeguard.victims import TASKS, VictimConfig, get_victim, model_spec, restorer_images
 
     out = Path(args.out_dir)
     config = VictimConfig(task=args.task, attack=args.attack, width=args.width)
-    shape = (3, 32, 32) if args.task == "signs" else (1, 36, 60)
     if args.weights:
         from edgeguard.deploy.weights import load_model_weights
 
         model = load_model_weights(TASKS[args.task].model, args.weights, width=args.width)
     else:
         model = get_victim(config).model
-    task = "classification" if args.task == "signs" else "regression"
-    paths = [export_onnx(model, out / "model.onnx", shape, metadata={"role": "model", "task": task,
-                                                                        "edgeguard_task": args.task})]
+    spec = model_spec(config)
+    paths = [export_model(model, out / "model.onnx", spec)]
     if args.restorer:
         from edgeguard.restorer import FINETUNE, get_restorer
 
         mae = get_restorer(finetune=FINETUNE, images=restorer_images(config))
-        paths.append(export_restorer(mae, out / "mae.onnx", shape))
+        paths.append(export_restorer(mae, out / "mae.onnx", spec.input_shape))
     return paths
 
 

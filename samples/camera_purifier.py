@@ -51,10 +51,10 @@ def open_source(cv2, source: str):
 def demo_engines(workdir: Path):
     """The demo's model and restorer as ONNX engines (trained and cached on first use)."""
     from edgeguard.demo import demo_models
-    from edgeguard.deploy import export_onnx, export_restorer
+    from edgeguard.deploy import export_model, export_restorer
 
     victim, mae = demo_models()
-    return (export_onnx(victim.model, workdir / "model.onnx", (3, 32, 32), metadata={"task": "classification"}),
+    return (export_model(victim.model, workdir / "model.onnx"),
             export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))
 
 
@@ -100,8 +100,7 @@ def run(args) -> dict:
     model_path, restorer_path = (args.model, args.restorer) if args.model else demo_engines(workdir)
     model, restorer = load_engine(model_path), load_engine(restorer_path)
     c, side_h, side_w = model.input_shapes.get(model.input_names[0]) or (3, 32, 32)
-    task = model.metadata.get("task", "classification")
-    purifier = Purifier(model, restorer, PurifierConfig(early_exit=args.early_exit), task=task)
+    purifier = Purifier(model, restorer, PurifierConfig(early_exit=args.early_exit))  # task from the model's spec
     stream = FrameStream(purifier, StreamConfig(warm_start=not args.cold))
     capture = open_source(cv2, args.source)
     out = Path(args.out)
@@ -122,7 +121,7 @@ def run(args) -> dict:
                 log.warning("frame %d skipped: %s", stats["frames"] + stats["skipped"], exc)
                 continue
             fps = 0.9 * fps + 0.1 / (time.perf_counter() - t0) if fps else 1 / (time.perf_counter() - t0)
-            shown = annotate(cv2, frame, result, fps, task)
+            shown = annotate(cv2, frame, result, fps, purifier.task)
             stats["frames"] += 1
             stats["answers_changed"] += int(result.changed[0])
             stats["warm"] += int(result.warm_started[0])

@@ -18,7 +18,8 @@ import torch
 from edgeguard.attacks import get_attack
 from edgeguard.data import make_signs
 from edgeguard.data.dataset import to_float_nchw
-from edgeguard.deploy import export_onnx
+from edgeguard.deploy import export_model
+from edgeguard.runtime import ModelSpec
 from edgeguard.eigenguard import DEFAULT_AT, EigenGuardConfig, protect
 from edgeguard.metrics import summarize
 from edgeguard.models import create_model
@@ -33,7 +34,8 @@ def train_and_export(protected: bool, args, poisoned, out: str):
         protect(model, at=args.at, config=EigenGuardConfig(k=args.k))  # the one line EigenGuard needs
     fit(model, poisoned, TrainConfig(epochs=args.epochs, lr=0.05, crop_padding=0, precision="auto"))
     model.eval()  # the running statistics become a fixed map: batch size 1 works
-    return load_engine(export_onnx(model, out, (3, 32, 32)))
+    spec = ModelSpec(role="model", input_shape=(3, 32, 32), output="classification", outputs=poisoned.num_classes)
+    return load_engine(export_model(model, out, spec))
 
 
 def main(argv=None) -> int:

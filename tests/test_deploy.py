@@ -134,6 +134,48 @@ def test_restorer_builds_keep_the_token_grid(tmp_path):
     assert token_grid_of(load_engine(tmp_path / "mae.ort.onnx")) == (8, 32, 4)
 
 
+@pytest.mark.parametrize("role", ["model", "restorer"])
+def test_every_kind_of_file_reads_back_the_spec_it_was_exported_with(tmp_path, role):
+    """export_model / export_restorer write a ModelSpec; the ONNX file, its ONNX Runtime build
+    (through the sidecar) and the torch module all report the same one."""
+    from edgeguard.deploy import export_model
+    from edgeguard.models import create_model
+    from edgeguard.runtime import ModelSpec
+
+    if role == "model":
+        module = TinyNet(classes=5)
+        spec = ModelSpec(role="model", input_shape=(3, 32, 32), output="regression", outputs=5)
+        module.spec = spec  # as edgeguard's victims carry theirs
+        path = export_model(module, tmp_path / "m.onnx")
+    else:
+        module = create_model("mae_tiny_patch4")
+        spec = ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4)
+        path = export_restorer(module, tmp_path / "m.onnx", (3, 32, 32))
+    build_engine(path, tmp_path / "m.ort.onnx", BuildConfig(backend="onnxruntime"))
+    specs = [load_engine(path).spec, load_engine(tmp_path / "m.ort.onnx").spec, load_engine(module).spec]
+    assert specs == [spec, spec, spec]
+
+
+def test_model_specs_validate_and_a_bad_one_names_the_fix(tmp_path):
+    from edgeguard.deploy import export_model
+    from edgeguard.runtime import ModelSpec
+    from edgeguard.runtime.spec import METADATA_KEY
+
+    with pytest.raises(InvalidArgumentError, match="output"):
+        ModelSpec(role="model", input_shape=(3, 32, 32))
+    with pytest.raises(InvalidArgumentError, match="token_grid"):
+        ModelSpec(role="restorer", input_shape=(3, 32, 32), patch_size=4)
+    with pytest.raises(InvalidArgumentError, match="input_shape"):
+        ModelSpec(role="model", input_shape=(32, 32), output="regression")
+    with pytest.raises(InvalidArgumentError, match="ModelSpec with role 'model'"):
+        export_model(TinyNet(), tmp_path / "x.onnx")  # a bare module says nothing about itself
+    assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(ModelFormatError, match="re-export"):
+        ModelSpec.from_metadata({METADATA_KEY: '{"role": "model", "input_shape": [3, 32, 32], "output": "pose"}'})
+    # Files exported before the spec keep working where the single keys suffice.
+    assert load_engine(TinyNet()).spec is None
+
+
 def test_build_config_checks():
     with pytest.raises(InvalidArgumentError):
         BuildConfig(backend="onnxruntime", precision="fp16")

@@ -146,6 +146,28 @@ def test_regression_uses_an_angular_tolerance(setup):
     np.testing.assert_allclose(result.prediction, ScriptedRegressor()(clean), atol=1e-6)
 
 
+def test_the_task_comes_from_the_model_spec_and_contradictions_are_refused(setup):
+    from edgeguard.runtime import ModelSpec
+
+    clean, triggered, restorer = setup
+
+    class SpecRegressor(ScriptedRegressor):
+        metadata = ModelSpec(role="model", input_shape=(3, 32, 32), output="regression", outputs=2).to_metadata()
+
+    purifier = Purifier(SpecRegressor(), restorer)  # no task given: the file says regression
+    assert purifier.task == "regression"
+    np.testing.assert_allclose(purifier(triggered).prediction, ScriptedRegressor()(clean), atol=1e-6)
+    assert Purifier(ScriptedModel(), restorer).task == "classification"  # says nothing: the default
+    with pytest.raises(InvalidArgumentError, match="spec says 'regression'"):
+        Purifier(SpecRegressor(), restorer, task="classification")
+
+    class SpecRestorer(OracleRestorer):
+        metadata = ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4).to_metadata()
+
+    with pytest.raises(InvalidArgumentError, match="swapped"):
+        Purifier(SpecRestorer({}), SpecRegressor())
+
+
 def test_stage1_masks_follow_the_official_construction():
     masks = Purifier(ScriptedModel(), OracleRestorer({}))._stage1_masks(64)
     assert masks.shape == (5, 5, 64)

@@ -23,6 +23,7 @@ from edgeguard.errors import InvalidArgumentError, ModelFormatError, require
 from edgeguard.runtime import load_engine
 from edgeguard.runtime.compare import Tolerances, compare
 from edgeguard.runtime.sidecar import EngineSidecar, file_sha256, sidecar_path
+from edgeguard.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ def _accuracy_gate(onnx_path, out_path: Path, info: OnnxInfo, config: BuildConfi
         first = next(iter(info.inputs))
         images = np.random.default_rng(0).random((25, *info.inputs[first]), dtype=np.float32)
     feeds = calibration_feeds(info.inputs, images[:100], seed=1)
-    classifier = info.metadata.get("task") == "classification"
+    spec = ModelSpec.from_metadata(info.metadata)
+    classifier = (spec.output if spec is not None else info.metadata.get("task")) == "classification"
     limit = config.max_abs_diff if config.max_abs_diff is not None else DEFAULT_MAX_ABS_DIFF[config.precision]
     # Top-1 agreement is measured for every classifier, required only on real frames (random
     # inputs make no answers worth agreeing on).

@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Collection, Mapping, Sequence
+from typing import Collection, Mapping, Optional, Sequence
 
-import numpy as np
 
-from edgeguard.errors import InvalidArgumentError, ModelFormatError, require
+from edgeguard.errors import InvalidArgumentError, require
+from edgeguard.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,33 @@ def export_onnx(
     return path
 
 
+def export_model(model, path: str | Path, spec: Optional[ModelSpec] = None, **options) -> Path:
+    """Export a model to be protected (a classifier or a regressor) with its ``ModelSpec``
+    in the file's metadata, where engines read it back (``engine.spec``).
+
+    Args:
+        model: an ``nn.Module`` taking one (N, C, H, W) float32 input in [0, 1].
+        path: the .onnx file to write.
+        spec: role "model", the input shape, output kind and count. None: the ``spec`` the
+            module carries (edgeguard's victims do).
+        options: for ``export_onnx`` (opset, output_name, atol, ...).
+    """
+    spec = spec if spec is not None else getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec) or spec.role != "model":
+        raise InvalidArgumentError("export_model needs a ModelSpec with role 'model' (pass spec=, e.g. "
+                                   "ModelSpec(role='model', input_shape=(3, 32, 32), output='classification', "
+                                   "outputs=43)); restorers go through export_restorer")
+    return export_onnx(model, path, spec.input_shape, metadata=spec.to_metadata(), **options)
+
+
 def export_restorer(mae, path: str | Path, image_shape: Sequence[int], opset: int = MIN_OPSET,
                     atol: float = 1e-4) -> Path:
     """Export an MAE restorer: inputs "image" (N, C, H, W) in [0, 1] at data size and
-    "mask" (N, L) with 1 = masked; output "restored" (N, C, H, W). The MAE's input and
-    patch sizes are stored as model metadata, where the purifier reads its token grid
-    (edgeguard.runtime.Engine.metadata)."""
-    return export_onnx(mae, path, {"image": tuple(image_shape), "mask": (mae.config.num_tokens,)}, opset,
-                       output_name="restored", binary_inputs=("mask",), atol=atol,
-                       metadata={"role": "restorer", "mae_img_size": mae.config.img_size,
-                                 "mae_patch_size": mae.config.patch_size})
+    "mask" (N, L) with 1 = masked; output "restored" (N, C, H, W). Its ``ModelSpec`` (the
+    data size, the MAE's token grid and patch size) goes into the model metadata, where the
+    purifier reads its token grid (``engine.spec``)."""
+    config = mae.config
+    spec = ModelSpec(role="restorer", input_shape=tuple(int(d) for d in image_shape),
+                     token_grid=config.img_size // config.patch_size, patch_size=config.patch_size)
+    return export_onnx(mae, path, {"image": spec.input_shape, "mask": (config.num_tokens,)}, opset,
+                       output_name="restored", binary_inputs=("mask",), atol=atol, metadata=spec.to_metadata())

@@ -219,7 +219,11 @@ def _from_nchw(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def token_grid_of(restorer) -> tuple[int, int, int]:
-    """(tokens per side G, MAE input size S, patch size P) from an engine's metadata."""
+    """(tokens per side G, MAE input size S, patch size P) from an engine's ModelSpec (or, for
+    files exported before it, the single metadata keys)."""
+    spec = getattr(restorer, "spec", None)
+    if spec is not None and spec.role == "restorer":
+        return spec.token_grid, spec.mae_img_size, spec.patch_size
     meta = getattr(restorer, "metadata", {}) or {}
     try:
         size, patch = int(meta["mae_img_size"]), int(meta["mae_patch_size"])
@@ -252,15 +256,25 @@ class Purifier:
         restorer: the MAE restorer in the same forms: (images, token mask) -> restoration.
         config: algorithm settings.
         task: "classification" (hard labels) or "regression" (answer changed when it moves
-            by more than ``config.tolerance_deg``).
+            by more than ``config.tolerance_deg``). None: what the model's ModelSpec says
+            (files from ``edgeguard.deploy.export_model``, edgeguard's victims), else
+            "classification".
     """
 
     def __init__(self, model, restorer, config: PurifierConfig = PurifierConfig(),
-                 task: str = "classification"):
+                 task: Optional[str] = None):
         self.model = load_engine(model)
         self.restorer = load_engine(restorer)
         self.config = config
-        self.task = task
+        model_spec, restorer_spec = self.model.spec, self.restorer.spec
+        if (model_spec is not None and model_spec.role == "restorer") or \
+                (restorer_spec is not None and restorer_spec.role == "model"):
+            raise InvalidArgumentError("model and restorer are swapped: Purifier(model, restorer) takes the "
+                                       "protected model first, the MAE restorer second")
+        said = model_spec.output if model_spec is not None else None
+        if task is not None and said is not None and task != said:
+            raise InvalidArgumentError(f"task {task!r} given, but the model's spec says {said!r}")
+        self.task = task or said or "classification"
 
     # -- engine plumbing --------------------------------------------------------------------
     def _run(self, engine, *arrays: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from edgeguard.runtime.base import Engine
 from edgeguard.runtime.compare import Comparison, Tolerances, compare
 from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
 from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
+from edgeguard.runtime.spec import ModelSpec
 from edgeguard.runtime.tensorrt_engine import TensorRTEngine
 from edgeguard.runtime.torch_engine import TorchEngine
 
@@ -91,5 +92,5 @@ def _checked(cls: type, kind: str, options: dict) -> dict:
     return options
 
 
-__all__ = ["BACKENDS", "REGISTRY", "Comparison", "Engine", "EngineSidecar", "OnnxRuntimeEngine", "TensorRTEngine",
+__all__ = ["BACKENDS", "REGISTRY", "Comparison", "Engine", "EngineSidecar", "ModelSpec", "OnnxRuntimeEngine", "TensorRTEngine",
            "Tolerances", "TorchEngine", "compare", "load_engine", "sidecar_path"]

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from edgeguard.errors import InvalidInputError, ModelFormatError
+from edgeguard.runtime.spec import ModelSpec
 
 
 class Engine:
@@ -45,6 +46,12 @@ class Engine:
         """Facts the model carries about itself, e.g. an MAE's ``mae_img_size``/``mae_patch_size``
         or a model's ``task``."""
         return {}
+
+    @property
+    def spec(self) -> Optional[ModelSpec]:
+        """What the model or restorer says about itself (``edgeguard.runtime.spec.ModelSpec``),
+        read from its metadata; None for a file exported without one."""
+        return ModelSpec.from_metadata(self.metadata)
 
     def check_input_shape(self, shape: Sequence[int]) -> None:
         """Raise ModelFormatError unless the first input takes per-sample ``shape``."""

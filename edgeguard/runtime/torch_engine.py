@@ -7,6 +7,7 @@ import numpy as np
 
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.runtime.base import Engine
+from edgeguard.runtime.spec import ModelSpec
 
 
 class TorchEngine(Engine):
@@ -51,10 +52,13 @@ class TorchEngine(Engine):
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The spec the module carries (``module.spec``; an MAE's from its config) as metadata."""
+        spec = getattr(self.module, "spec", None)
         config = getattr(self.module, "config", None)
-        if hasattr(config, "patch_size") and hasattr(config, "img_size"):
-            return {"mae_img_size": str(config.img_size), "mae_patch_size": str(config.patch_size)}
-        return {}
+        if not isinstance(spec, ModelSpec) and all(hasattr(config, k) for k in ("img_size", "patch_size", "in_chans")):
+            spec = ModelSpec(role="restorer", input_shape=(config.in_chans, config.img_size, config.img_size),
+                             token_grid=config.img_size // config.patch_size, patch_size=config.patch_size)
+        return spec.to_metadata() if isinstance(spec, ModelSpec) else {}
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
