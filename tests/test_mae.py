@@ -145,12 +145,14 @@ def test_official_checkpoint_errors(tmp_path):
 def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
     pytest.importorskip("onnxruntime")
     from edgeguard.deploy import export_restorer
-    from edgeguard.runtime import load_engine
+    from edgeguard.runtime import ModelSpec, load_engine
 
     mae = _tiny()
     path = export_restorer(mae, tmp_path / "mae.onnx", (3, 32, 32))
     engine = load_engine(path)
-    assert engine.metadata == {"role": "restorer", "mae_img_size": "32", "mae_patch_size": "4"}
+    assert engine.spec == ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4)
+    # ... and the single keys files exported before the spec carried, for older readers.
+    assert {"role": "restorer", "mae_img_size": "32", "mae_patch_size": "4"}.items() <= engine.metadata.items()
     x = torch.rand(5, 3, 32, 32)
     mask = torch.stack([_random_mask(1, 64, r, seed=i)[0] for i, r in enumerate((0.0, 0.05, 0.3, 0.75, 1.0))])
     with torch.no_grad():
