@@ -146,7 +146,8 @@ def test_every_kind_of_file_reads_back_the_spec_it_was_exported_with(tmp_path, r
         module = TinyNet(classes=5)
         spec = ModelSpec(role="model", input_shape=(3, 32, 32), output="regression", outputs=5)
         module.spec = spec  # as edgeguard's victims carry theirs
-        path = export_model(module, tmp_path / "m.onnx")
+        path = export_model(module, tmp_path / "m.onnx", metadata={"labels": "a,b,c,d,e"})
+        assert load_engine(path).metadata["labels"] == "a,b,c,d,e"  # kept beside the spec
     else:
         module = create_model("mae_tiny_patch4")
         spec = ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4)

@@ -102,14 +102,16 @@ def export_model(model, path: str | Path, spec: Optional[ModelSpec] = None, **op
         path: the .onnx file to write.
         spec: role "model", the input shape, output kind and count. None: the ``spec`` the
             module carries (edgeguard's victims do).
-        options: for ``export_onnx`` (opset, output_name, atol, ...).
+        options: for ``export_onnx`` (opset, output_name, atol, ...); ``metadata`` entries are
+            kept beside the spec's.
     """
     spec = spec if spec is not None else getattr(model, "spec", None)
     if not isinstance(spec, ModelSpec) or spec.role != "model":
         raise InvalidArgumentError("export_model needs a ModelSpec with role 'model' (pass spec=, e.g. "
                                    "ModelSpec(role='model', input_shape=(3, 32, 32), output='classification', "
                                    "outputs=43)); restorers go through export_restorer")
-    return export_onnx(model, path, spec.input_shape, metadata=spec.to_metadata(), **options)
+    metadata = {**(options.pop("metadata", None) or {}), **spec.to_metadata()}
+    return export_onnx(model, path, spec.input_shape, metadata=metadata, **options)
 
 
 def export_restorer(mae, path: str | Path, image_shape: Sequence[int], opset: int = MIN_OPSET,
