@@ -25,7 +25,7 @@ from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
 from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
 from edgeguard.runtime.spec import ModelSpec
 from edgeguard.runtime.tensorrt_engine import TensorRTEngine
-from edgeguard.runtime.torch_engine import TorchEngine
+from edgeguard.runtime.torch_engine import TorchEngine, module_spec
 
 # name -> (its Engine class, the file suffixes it runs; none: it runs in-memory torch modules)
 REGISTRY: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -76,7 +76,8 @@ def _make(source: Any, backend: str, options: dict) -> Engine:
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         if backend not in ("auto", "torch"):
             raise InvalidArgumentError(f"export the module first (export/build_engine.py) to run it with {backend}")
-        if "input_names" not in options and hasattr(getattr(source, "config", None), "num_tokens"):
+        spec = module_spec(source)
+        if "input_names" not in options and spec is not None and spec.role == "restorer":
             options["input_names"] = ("image", "mask")
         return TorchEngine(source, **_checked(TorchEngine, "torch", options))
     raise InvalidArgumentError(

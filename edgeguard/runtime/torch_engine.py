@@ -10,6 +10,19 @@ from edgeguard.runtime.base import Engine
 from edgeguard.runtime.spec import ModelSpec
 
 
+def module_spec(module: Any) -> Optional[ModelSpec]:
+    """The ModelSpec a torch module carries (``module.spec``), or for an MAE restorer the one
+    its config implies (its own input size); None if neither."""
+    spec = getattr(module, "spec", None)
+    if isinstance(spec, ModelSpec):
+        return spec
+    config = getattr(module, "config", None)
+    if all(hasattr(config, k) for k in ("img_size", "patch_size", "in_chans")):
+        return ModelSpec(role="restorer", input_shape=(config.in_chans, config.img_size, config.img_size),
+                         token_grid=config.img_size // config.patch_size, patch_size=config.patch_size)
+    return None
+
+
 class TorchEngine(Engine):
     """An ``nn.Module`` run under ``torch.inference_mode`` in eval mode.
 
@@ -52,13 +65,9 @@ class TorchEngine(Engine):
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The spec the module carries (``module.spec``; an MAE's from its config) as metadata."""
-        spec = getattr(self.module, "spec", None)
-        config = getattr(self.module, "config", None)
-        if not isinstance(spec, ModelSpec) and all(hasattr(config, k) for k in ("img_size", "patch_size", "in_chans")):
-            spec = ModelSpec(role="restorer", input_shape=(config.in_chans, config.img_size, config.img_size),
-                             token_grid=config.img_size // config.patch_size, patch_size=config.patch_size)
-        return spec.to_metadata() if isinstance(spec, ModelSpec) else {}
+        """The module's spec (``module_spec``) as metadata."""
+        spec = module_spec(self.module)
+        return spec.to_metadata() if spec is not None else {}
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
