@@ -134,6 +134,12 @@ def _score(record: dict) -> float:
     return record["statistic"] if record.get("collapsed", True) else math.inf
 
 
+def _scorable(benign: int, total: int) -> bool:
+    """A run is scored with thresholds from its benign models: it needs two of them and at
+    least one backdoored model."""
+    return benign >= 2 and benign < total
+
+
 def calibration_rule() -> dict:
     """How the verdicts of a run were thresholded, for its results JSON."""
     from edgeguard.scan import CALIBRATION_MARGIN
@@ -330,7 +336,7 @@ def main(argv=None) -> int:
         except ZooError as err:
             p.error(str(err))
     benign_chosen = sum(m.benign for m in zoo.models)
-    if benign_chosen < 2 or benign_chosen == len(zoo.models):
+    if not _scorable(benign_chosen, len(zoo.models)):
         p.error(f"{len(zoo.models)} models chosen, {benign_chosen} benign: a run is scored with thresholds from "
                 "the benign models, so it needs >= 2 benign models and >= 1 backdoored one")
     methods = scanners(args.quick, zoo.task)
@@ -361,7 +367,7 @@ def main(argv=None) -> int:
         extra["dropped"] = [d for dropped in trained for d in dropped]
         kept = [name for name, dropped in zip(names, trained) if not dropped]
         benign = sum(by_name[name].benign for name in kept)
-        if benign < 2 or benign == len(kept):
+        if not _scorable(benign, len(kept)):
             raise SystemExit("the zoo needs >= 2 benign models and >= 1 learned backdoor to be scored")
         scanned = _map(_scan_job, [(zoo, name, methods, repair, scan_threads) for name in kept], scan_jobs,
                        "scan")

@@ -1,6 +1,7 @@
 """The Engine interface every backend implements: numpy arrays in, numpy arrays out."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -47,10 +48,11 @@ class Engine:
         or a model's ``task``."""
         return {}
 
-    @property
+    @functools.cached_property
     def spec(self) -> Optional[ModelSpec]:
         """What the model or restorer says about itself (``edgeguard.runtime.spec.ModelSpec``),
-        read from its metadata; None for a file exported without one."""
+        read from its metadata once (the purifier asks every frame); None for a file exported
+        without one."""
         return ModelSpec.from_metadata(self.metadata)
 
     def check_input_shape(self, shape: Sequence[int]) -> None:
