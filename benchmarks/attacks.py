@@ -2,7 +2,7 @@
 
     python -m benchmarks.attacks --quick --json /tmp/attacks.json
 
-One result per (task, attack): classification rows carry ca, asr, ba; regression rows
+One result per (dataset, attack): classification rows carry ca, asr, ba; regression rows
 carry clean_err_deg, attack_err_deg, asr_at_5deg. The clean model is attack "none"
 (its asr is the fraction of triggered images that a model without a backdoor sends to the
 target anyway). Models come from the cache when present.
@@ -14,7 +14,7 @@ import sys
 
 from benchmarks import common
 
-# (attack, all_to_all) per task; the full run adds rows the quick one leaves out.
+# (attack, all_to_all) per dataset; the full run adds rows the quick one leaves out.
 SIGNS = [("none", False), ("badnets", False), ("blended", False), ("blended_patch", False), ("sig", False),
          ("lc", False), ("wanet", False), ("iab", False), ("iab", True)]
 GAZE = [("none", False), ("badnets", False), ("blended", False), ("wanet", False)]
@@ -31,28 +31,27 @@ SIZES = {
 }
 
 
-def _row(victim, task: str, attack: str, all_to_all: bool, reference) -> dict:
-    from edgeguard.metrics import summarize
+def _row(victim, dataset: str, attack: str, all_to_all: bool, reference) -> dict:
     from edgeguard.train import predict
 
-    row = {"task": task, "attack": attack, "all_to_all": all_to_all, **victim.metrics}
+    row = {"task": dataset, "attack": attack, "all_to_all": all_to_all, **victim.metrics}
     if attack == "none" and reference is not None:
         # The clean model on the reference attack's triggered set: what a model without a backdoor does.
         bd = reference.backdoor
-        row.update({k: v for k, v in summarize(victim.test.task, predict(victim.model, victim.test.images), victim.test.labels,
-                                                   predict(victim.model, bd.images), bd.labels, bd.targets).items()})
+        row.update(victim.test.output.metrics(predict(victim.model, victim.test.images), victim.test.labels,
+                                              predict(victim.model, bd.images), bd.labels, bd.targets))
     row["train_seconds"] = round(victim.train_seconds, 1)
     return row
 
 
-def victim_config(size: dict, task: str, attack: str, all_to_all: bool = False):
+def victim_config(size: dict, dataset: str, attack: str, all_to_all: bool = False):
     """The VictimConfig this benchmark trains for one row (other benchmarks reuse the cache)."""
-    from edgeguard.victims import TASKS, VictimConfig
+    from edgeguard.victims import DATASETS, VictimConfig
 
     options = {"iab": {"mask_epochs": size["mask_epochs"]}, **SMALL_VICTIM_OPTIONS}.get(attack, {})
-    return VictimConfig(task=task, attack=attack, all_to_all=all_to_all, attack_options=options,
+    return VictimConfig(dataset=dataset, attack=attack, all_to_all=all_to_all, attack_options=options,
                         n_train=size["n_train"], n_test=size["n_test"],
-                        train=dataclasses.replace(TASKS[task].train, epochs=size[f"{task}_epochs"]))
+                        train=dataclasses.replace(DATASETS[dataset].train, epochs=size[f"{dataset}_epochs"]))
 
 
 def main(argv=None) -> int:
@@ -61,18 +60,18 @@ def main(argv=None) -> int:
 
     size = SIZES["quick" if args.quick else "full"]
 
-    def config(task: str, attack: str, all_to_all: bool = False):
-        return victim_config(size, task, attack, all_to_all)
+    def config(dataset: str, attack: str, all_to_all: bool = False):
+        return victim_config(size, dataset, attack, all_to_all)
 
     def body() -> list[dict]:
         results = []
-        for task, attacks in (("signs", SIGNS), ("gaze", GAZE)):
+        for dataset, attacks in (("signs", SIGNS), ("gaze", GAZE)):
             if not args.quick:
-                attacks = attacks + FULL_EXTRA[task]
-            reference = get_victim(config(task, "badnets"))  # the clean row's trigger probe
+                attacks = attacks + FULL_EXTRA[dataset]
+            reference = get_victim(config(dataset, "badnets"))  # the clean row's trigger probe
             for attack, all_to_all in attacks:
-                victim = get_victim(config(task, attack, all_to_all))
-                row = _row(victim, task, attack, all_to_all, reference if attack == "none" else None)
+                victim = get_victim(config(dataset, attack, all_to_all))
+                row = _row(victim, dataset, attack, all_to_all, reference if attack == "none" else None)
                 print(row, file=sys.stderr, flush=True)
                 results.append(row)
         return results

@@ -2,7 +2,7 @@
 
     python -m benchmarks.eigenguard --quick --json /tmp/eigenguard.json
 
-One row per (task, attack, defense). Defenses: none (the attack harness's victim),
+One row per (dataset, attack, defense). Defenses: none (the attack harness's victim),
 eigenguard (the layer, torch eval mode with its running-statistics map; ``ca_batch`` /
 ``asr_batch`` give the per-batch mode on test batches of 128), eigenguard_folded (the same
 model exported to ONNX, the map as constants, run by ONNX Runtime; ``overhead_bs1`` and
@@ -32,11 +32,9 @@ TRAINING_CONTROLLED = {"wanet", "iab"}
 
 
 def _metrics(victim, predict_fn) -> dict:
-    from edgeguard.metrics import summarize
-
     bd = victim.backdoor
-    return summarize(victim.test.task, predict_fn(victim.test.images), victim.test.labels,
-                     predict_fn(bd.images), bd.labels, bd.targets)
+    return victim.test.output.metrics(predict_fn(victim.test.images), victim.test.labels,
+                                      predict_fn(bd.images), bd.labels, bd.targets)
 
 
 def _torch_predict(model, batch_size: int = 512):
@@ -71,7 +69,7 @@ def _latency_ms(path: Path, batch: int, shape) -> float:
     return best * 1e3
 
 
-def _train_overhead(task: str, config, guard_config, guard_at: str) -> float:
+def _train_overhead(dataset: str, config, guard_config, guard_at: str) -> float:
     """Seconds per training step with EigenGuard / without - 1, timed in this process on
     the same data and loop (the cached victims' train_seconds may come from other runs)."""
     import torch
@@ -79,9 +77,9 @@ def _train_overhead(task: str, config, guard_config, guard_at: str) -> float:
     from edgeguard.eigenguard import protect
     from edgeguard.models import create_model
     from edgeguard.train import fit
-    from edgeguard.victims import TASKS, make_datasets
+    from edgeguard.victims import DATASETS, make_datasets
 
-    spec = TASKS[task]
+    spec = DATASETS[dataset]
     data = make_datasets(dataclasses.replace(config, n_train=1024, n_test=8))[0]
     short = dataclasses.replace(config.train, epochs=2)
     seconds = {False: [], True: []}
@@ -114,8 +112,8 @@ def _cached_model(kind: str, key: str, model, train) -> float:
     return seconds
 
 
-def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, latency: dict) -> list[dict]:
-    """The five defense rows of one (task, attack)."""
+def rows_for(size: dict, dataset: str, attack: str, guard_config, guard_at: str, latency: dict) -> list[dict]:
+    """The five defense rows of one (dataset, attack)."""
     import torch
 
     from edgeguard import cache
@@ -126,10 +124,10 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
     from edgeguard.models import create_model
     from edgeguard.runtime import load_engine
     from edgeguard.train import fit
-    from edgeguard.victims import TASKS, get_victim, make_datasets, poisoned_training_set
+    from edgeguard.victims import DATASETS, get_victim, make_datasets, poisoned_training_set
 
-    config = victim_config(size, task, attack)
-    base = {"task": task, "attack": attack}
+    config = victim_config(size, dataset, attack)
+    base = {"task": dataset, "attack": attack}
     victim = get_victim(config)
     rows = [{**base, "defense": "none", **victim.metrics, "train_seconds": round(victim.train_seconds, 1)}]
 
@@ -150,15 +148,15 @@ def rows_for(size: dict, task: str, attack: str, guard_config, guard_at: str, la
         chw = (shape[2], shape[0], shape[1])
         path = export_model(protected.model, Path(tmp) / "protected.onnx")  # parity to 1e-4 checked
         folded = _metrics(protected, _engine_predict(load_engine(path, backend="onnxruntime")))
-        if task not in latency:
+        if dataset not in latency:
             plain = export_model(victim.model, Path(tmp) / "plain.onnx")
-            latency[task] = {f"overhead_bs{b}": round(_latency_ms(path, b, chw) / _latency_ms(plain, b, chw) - 1, 4)
+            latency[dataset] = {f"overhead_bs{b}": round(_latency_ms(path, b, chw) / _latency_ms(plain, b, chw) - 1, 4)
                              for b in (1, 25)}
-            latency[task]["train_overhead"] = _train_overhead(task, config, guard_config, guard_at)
-    rows.append({**base, "defense": "eigenguard_folded", **folded, "train_seconds": row["train_seconds"], **latency[task]})
-    row["train_overhead"] = latency[task]["train_overhead"]
+            latency[dataset]["train_overhead"] = _train_overhead(dataset, config, guard_config, guard_at)
+    rows.append({**base, "defense": "eigenguard_folded", **folded, "train_seconds": row["train_seconds"], **latency[dataset]})
+    row["train_overhead"] = latency[dataset]["train_overhead"]
 
-    spec = TASKS[task]
+    spec = DATASETS[dataset]
     ft = FineTuneConfig()
     clean = spec.make_data(round(ft.clean_fraction * config.n_train), config.seed + 777, config.num_classes)
     tuned = copy.deepcopy(victim.model)
@@ -192,9 +190,9 @@ def main(argv=None) -> int:
 
     def body() -> list[dict]:
         results, latency = [], {}
-        for task, attacks in ATTACKS.items():
-            for attack in attacks + ([] if args.quick else FULL_EXTRA[task]):
-                for row in rows_for(size, task, attack, guard, at, latency):
+        for dataset, attacks in ATTACKS.items():
+            for attack in attacks + ([] if args.quick else FULL_EXTRA[dataset]):
+                for row in rows_for(size, dataset, attack, guard, at, latency):
                     print(row, file=sys.stderr, flush=True)
                     results.append(row)
         return results

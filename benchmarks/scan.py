@@ -1,7 +1,7 @@
 """Scanner figure: DRMGuard and the adapted Neural Cleanse on a zoo of SynthGaze regressors.
 
     python -m benchmarks.scan --quick --json /tmp/scan.json                  # zoos/gaze_quick.json
-    python -m benchmarks.scan --quick --task signs --json /tmp/scan_signs.json  # softmax extension
+    python -m benchmarks.scan --quick --dataset signs --json /tmp/scan_signs.json  # softmax extension
     python -m benchmarks.scan --zoo my_zoo.json --quick --json /tmp/mine.json  # any zoo file
     python -m benchmarks.scan --quick --jobs 2 --json /tmp/scan.json         # two models at a time
     python -m benchmarks.scan --quick --jobs 2 --scan-jobs 1 --json /tmp/scan.json  # train 2, scan 1
@@ -18,7 +18,7 @@ uses it directly. Rows: one per (attack, method) and a pooled "all" row per meth
 attack, method, tp, fp, fn, tn, accuracy, roc_auc, seconds_per_model. ``models`` lists
 every scan; ``repair`` the badnets models before and after DRMGuard's repair.
 
-``--task signs`` checks the authors' extension to classifiers (DRMGuard on the variance of the
+``--dataset signs`` (or its older name ``--task signs``) checks the authors' extension to classifiers (DRMGuard on the variance of the
 softmax vectors; they report TP 7, FP 0, FN 3, TN 10 on CIFAR-10): benign and BadNets
 SynthSigns classifiers at the published 10% poison rate, each with a random target class,
 DRMGuard only (the adapted Neural Cleanse is for regression), no repair rows.
@@ -41,7 +41,7 @@ DEFAULT_ZOOS = {("gaze", True): "gaze_quick.json", ("gaze", False): "gaze_full.j
                 ("signs", True): "signs_quick.json", ("signs", False): "signs_full.json"}
 
 
-def scanners(quick: bool, task: str = "gaze") -> dict:
+def scanners(quick: bool, dataset: str = "gaze") -> dict:
     """method -> (scan function, config). The first entries are the defaults the benchmark
     runs (gaze: DRMGuard and Neural Cleanse; signs: DRMGuard); the rest are the DRMGuard
     variants measured to choose its defaults (``--methods``). Quick DRMGuard: 300 steps of
@@ -49,11 +49,11 @@ def scanners(quick: bool, task: str = "gaze") -> dict:
     on 2 cores); full: 1000 steps of 50 at width 16."""
     from edgeguard.scan import DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan
 
-    outputs = "softmax" if task == "signs" else "regression"
+    outputs = "softmax" if dataset == "signs" else "regression"
     size = dict(steps=300, batch_size=32, generator_width=8) if quick else dict(steps=1000)
     drm = DRMGuardConfig(outputs=outputs, **size)
     paper_terms = dict(lambda_feat=800.0, mtr_gamma=5.0)
-    if task == "signs":
+    if dataset == "signs":
         # The default (mask x pattern generator) and the residual generator it replaced, without
         # and with MTR (r_f is never computed for softmax outputs, so its weight is inert here).
         # In benchmarks/results/scan_signs_quick.json, run before the switch, these are the
@@ -86,10 +86,10 @@ DEFAULT_METHODS = {"gaze": ["drmguard", "nc"], "signs": ["drmguard"]}
 
 def _clean_frames(victim, count: int):
     """The labelled clean frames a scan (and the repair) of ``victim`` uses: held-out data."""
-    from edgeguard.victims import TASKS
+    from edgeguard.victims import DATASETS
 
     config = victim.config
-    return TASKS[config.task].make_data(count, 90000 + config.seed, config.num_classes)
+    return DATASETS[config.dataset].make_data(count, 90000 + config.seed, config.num_classes)
 
 
 def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict], dict]:
@@ -115,7 +115,7 @@ def _scan_all(members: list, methods: dict, scan_images: int) -> tuple[list[dict
                 record["restarts"] = result.restarts
             if getattr(result, "reference_change", None) is not None:
                 record["change"], record["reference_change"] = result.change, result.reference_change
-            if attack != "none" and victim.config.task == "gaze":
+            if attack != "none" and victim.config.dataset == "gaze":
                 target = np.asarray(victim.attack.target_, np.float64)
                 record["target_err_deg"] = float(angular_error_deg(result.target[None], target[None])[0])
             elif attack != "none":
@@ -202,7 +202,7 @@ def repair_rows(members: list, scans: dict, scan_images: int, scan_config=None) 
         repaired = copy.deepcopy(victim.model)
         t0 = time.perf_counter()
         done = repair(repaired, result.generator, clean, progress=False, scan_config=scan_config)
-        after = evaluate(repaired, "regression", victim.test, victim.backdoor)
+        after = evaluate(repaired, victim.test, victim.backdoor)
         row = {"attack": model.attack, "index": model.index, "seconds": round(time.perf_counter() - t0, 1),
                "rounds": done.rounds, "rescan_statistics": [round(r.statistic, 5) for r in done.rescans]}
         row.update({f"{k}_before": v for k, v in victim.metrics.items()})
@@ -303,11 +303,11 @@ def rescore(source: str, out: str) -> int:
 
 def main(argv=None) -> int:
     p = common.parser("scan", __doc__)
-    p.add_argument("--task", default="gaze", choices=["gaze", "signs"],
+    p.add_argument("--dataset", "--task", dest="dataset", default="gaze", choices=["gaze", "signs"],
                    help="which committed zoo to run when --zoo is not given (default gaze)")
     p.add_argument("--zoo", help="a zoo file (schema: benchmarks/zoo.py); default benchmarks/zoos/"
-                                 "{gaze,signs}_{quick,full}.json by --task and --quick")
-    p.add_argument("--methods", help="comma-separated scanners to run (default: the task's; see scanners())")
+                                 "{gaze,signs}_{quick,full}.json by --dataset and --quick")
+    p.add_argument("--methods", help="comma-separated scanners to run (default: the dataset's; see scanners())")
     p.add_argument("--models", help="comma-separated model names of the zoo to run (default: all)")
     p.add_argument("--no-repair", action="store_true", help="skip the repair rows")
     p.add_argument("--jobs", type=int, default=1,
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
             p.error(str(err))
     from benchmarks.zoo import ZOO_DIR, ZooError, load_zoo
 
-    zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.task, args.quick)])
+    zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.dataset, args.quick)])
     if args.models:
         try:
             zoo = zoo.subset(args.models.split(","))
@@ -339,11 +339,11 @@ def main(argv=None) -> int:
     if not _scorable(benign_chosen, len(zoo.models)):
         p.error(f"{len(zoo.models)} models chosen, {benign_chosen} benign: a run is scored with thresholds from "
                 "the benign models, so it needs >= 2 benign models and >= 1 backdoored one")
-    methods = scanners(args.quick, zoo.task)
-    wanted = args.methods.split(",") if args.methods else DEFAULT_METHODS[zoo.task]
+    methods = scanners(args.quick, zoo.dataset)
+    wanted = args.methods.split(",") if args.methods else DEFAULT_METHODS[zoo.dataset]
     unknown = [m for m in wanted if m not in methods]
     if unknown:
-        p.error(f"unknown method(s) {unknown} for task {zoo.task}; choose from {sorted(methods)}")
+        p.error(f"unknown method(s) {unknown} for dataset {zoo.dataset}; choose from {sorted(methods)}")
     methods = {m: methods[m] for m in wanted}
     extra = {}
 
@@ -360,7 +360,7 @@ def main(argv=None) -> int:
     threads, scan_threads = threads_for(args.jobs), threads_for(scan_jobs)
     by_name = {m.name: m for m in zoo.models}
     names = list(by_name)
-    repair = zoo.task == "gaze" and not args.no_repair
+    repair = zoo.dataset == "gaze" and not args.no_repair
 
     def body() -> list[dict]:
         trained = _map(_train_job, [(zoo, name, threads) for name in names], args.jobs, "train")

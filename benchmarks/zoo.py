@@ -3,7 +3,8 @@
 A zoo file (every key but ``models`` is optional; an unknown key is an error)::
 
     {
-      "task": "gaze",            # "gaze" (SynthGaze regression) or "signs" (SynthSigns classes)
+      "dataset": "gaze",         # "gaze" (SynthGaze regression) or "signs" (SynthSigns classes);
+                                 # "task" is accepted as its older name
       "n_train": 4000,           # training samples per model (its test set: n_test)
       "n_test": 600,
       "epochs": 10,              # training epochs per model
@@ -43,9 +44,9 @@ from typing import Any, Optional
 from edgeguard.errors import InvalidArgumentError
 
 ZOO_DIR = Path(__file__).parent / "zoos"
-TASK_DEFAULTS = {"gaze": {"min_learned": 0.8, "learned_metric": "asr_at_5deg"},
+DATASET_DEFAULTS = {"gaze": {"min_learned": 0.8, "learned_metric": "asr_at_5deg"},
                  "signs": {"min_learned": 0.9, "learned_metric": "asr"}}
-_TOP_KEYS = {"task", "n_train", "n_test", "epochs", "width", "scan_images", "min_learned", "retry_epochs",
+_TOP_KEYS = {"dataset", "task", "n_train", "n_test", "epochs", "width", "scan_images", "min_learned", "retry_epochs",
              "models", "description"}
 _MODEL_KEYS = {"name", "attack", "seed", "target", "poison_rate", "options", "epochs"}
 RESEED = 500_000  # the retry's other seed: seed + RESEED (no committed zoo's seed is that large)
@@ -77,7 +78,7 @@ class ZooModel:
 class Zoo:
     """A parsed, validated zoo file."""
 
-    task: str
+    dataset: str
     models: tuple[ZooModel, ...]
     n_train: int = 4000
     n_test: int = 600
@@ -101,7 +102,7 @@ class Zoo:
 
     def victim_config(self, model: ZooModel, epochs: Optional[int] = None, seed: Optional[int] = None):
         """The VictimConfig of ``model`` (at ``epochs`` and ``seed`` if given: a retry)."""
-        from edgeguard.victims import TASKS, VictimConfig
+        from edgeguard.victims import DATASETS, VictimConfig
 
         seed = model.seed if seed is None else seed
         epochs = epochs or model.epochs or self.epochs
@@ -110,9 +111,9 @@ class Zoo:
             options["target"] = tuple(model.target) if isinstance(model.target, list) else model.target
             if model.poison_rate is not None:
                 options["poison_rate"] = model.poison_rate
-        return VictimConfig(task=self.task, attack=model.attack, attack_options=options, n_train=self.n_train,
+        return VictimConfig(dataset=self.dataset, attack=model.attack, attack_options=options, n_train=self.n_train,
                             n_test=self.n_test, width=self.width, seed=seed,
-                            train=dataclasses.replace(TASKS[self.task].train, epochs=epochs, seed=seed))
+                            train=dataclasses.replace(DATASETS[self.dataset].train, epochs=epochs, seed=seed))
 
     def to_dict(self) -> dict:
         """The zoo as a file would hold it (``load_zoo(save(to_dict()))`` gives an equal Zoo)."""
@@ -125,7 +126,7 @@ class Zoo:
             if m.options:
                 entry["options"] = dict(m.options)
             models.append(entry)
-        return {"task": self.task, "n_train": self.n_train, "n_test": self.n_test, "epochs": self.epochs,
+        return {"dataset": self.dataset, "n_train": self.n_train, "n_test": self.n_test, "epochs": self.epochs,
                 "width": self.width, "scan_images": self.scan_images, "min_learned": self.min_learned,
                 "retry_epochs": self.retry_epochs, "models": models}
 
@@ -149,16 +150,16 @@ def _fraction(value, where: str, low_open: bool = True) -> float:
     return float(value)
 
 
-def _target(value, task: str, where: str):
+def _target(value, dataset: str, where: str):
     from edgeguard.victims import VictimConfig
 
-    if task == "gaze":
+    if dataset == "gaze":
         if not (isinstance(value, list) and len(value) == 2 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 1.6
                 for v in value)):
             raise ZooError(f"{where}.target must be [pitch, yaw] in radians (|value| <= 1.6), got {value!r}")
         return [float(v) for v in value]
-    classes = VictimConfig(task="signs").num_classes
+    classes = VictimConfig(dataset="signs").num_classes
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < classes:
         raise ZooError(f"{where}.target must be a class id in [0, {classes}), got {value!r}")
     return value
@@ -173,16 +174,18 @@ def parse_zoo(data: Any, source: str = "<zoo>") -> Zoo:
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise ZooError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
-    task = data.get("task", "gaze")
-    if task not in TASK_DEFAULTS:
-        raise ZooError(f"{source}: task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
+    if "dataset" in data and "task" in data:
+        raise ZooError(f"{source}: give 'dataset' only ('task' is its older name), not both")
+    dataset = data.get("dataset", data.get("task", "gaze"))
+    if dataset not in DATASET_DEFAULTS:
+        raise ZooError(f"{source}: dataset must be one of {sorted(DATASET_DEFAULTS)}, got {dataset!r}")
     epochs = _int(data.get("epochs", 10), f"{source}: epochs")
     top = {"n_train": _int(data.get("n_train", 4000), f"{source}: n_train", 10),
            "n_test": _int(data.get("n_test", 600), f"{source}: n_test", 10),
            "epochs": epochs,
            "width": _width(data.get("width", 0.25), f"{source}: width"),
            "scan_images": _int(data.get("scan_images", 300), f"{source}: scan_images", 2),
-           "min_learned": _fraction(data.get("min_learned", TASK_DEFAULTS[task]["min_learned"]),
+           "min_learned": _fraction(data.get("min_learned", DATASET_DEFAULTS[dataset]["min_learned"]),
                                     f"{source}: min_learned"),
            "retry_epochs": _int(data.get("retry_epochs", 2 * epochs), f"{source}: retry_epochs")}
     entries = data.get("models")
@@ -217,7 +220,7 @@ def parse_zoo(data: Any, source: str = "<zoo>") -> Zoo:
         else:
             if "target" not in entry:
                 raise ZooError(f"{where}: missing field 'target' (an attacked model needs its own target)")
-            target = _target(entry["target"], task, where)
+            target = _target(entry["target"], dataset, where)
             if "poison_rate" in entry:
                 poison_rate = _fraction(entry["poison_rate"], f"{where}.poison_rate")
             reserved = sorted({"target", "poison_rate", "seed", "all_to_all"} & set(options))
@@ -238,7 +241,7 @@ def parse_zoo(data: Any, source: str = "<zoo>") -> Zoo:
                                poison_rate=poison_rate, options=dict(options), epochs=model_epochs))
     if not any(m.benign for m in models):
         raise ZooError(f"{source}: a zoo needs benign models (attack 'none'): thresholds are calibrated on them")
-    return Zoo(task=task, models=tuple(models), source=source, **top)
+    return Zoo(dataset=dataset, models=tuple(models), source=source, **top)
 
 
 def load_zoo(path) -> Zoo:
@@ -255,7 +258,7 @@ def load_zoo(path) -> Zoo:
 
 def learned_score(zoo: Zoo, metrics: dict) -> float:
     """The attack's success on held-out triggered frames (gaze ASR@5deg, signs ASR)."""
-    return float(metrics[TASK_DEFAULTS[zoo.task]["learned_metric"]])
+    return float(metrics[DATASET_DEFAULTS[zoo.dataset]["learned_metric"]])
 
 
 def train_zoo(zoo: Zoo, progress: bool = False, get_victim=None) -> tuple[list, list[dict]]:

@@ -23,9 +23,10 @@ def cache_root() -> Path:
 def _jsonable(obj: Any) -> Any:
     """JSON-ready form of a config. Dataclass fields declared with
     ``field(metadata={"key": "if_set"})`` join the key only when not None, so adding such
-    an option keeps every existing cache entry valid."""
+    an option keeps every existing cache entry valid; ``field(metadata={"key_name": OLD})``
+    keys a renamed field by its old name, for the same reason."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        items = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+        items = {f.metadata.get("key_name", f.name): getattr(obj, f.name) for f in dataclasses.fields(obj)
                  if not (f.metadata.get("key") == "if_set" and getattr(obj, f.name) is None)}
         return {"__type__": type(obj).__name__,
                 **{k: _jsonable(dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in items.items()}}

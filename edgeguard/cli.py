@@ -1,9 +1,9 @@
 """The ``edgeguard`` command.
 
-    edgeguard attack --task signs --attack wanet [--all-to-all]
+    edgeguard attack --dataset signs --attack wanet [--all-to-all]
     edgeguard train-mae --onnx mae.onnx [--finetune-on clean.npz]
     edgeguard purify --model model.onnx --restorer mae.onnx frames/ --out purified/
-    edgeguard scan model.safetensors --task gaze --data clean.npz [--repair repaired.safetensors]
+    edgeguard scan model.safetensors --dataset gaze --data clean.npz [--repair repaired.safetensors]
     edgeguard demo --out demo.png
 
 Exit status: 0 on success, 2 on a usage or input error (an ``EdgeGuardError``); ``scan``
@@ -52,11 +52,11 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def _victim_config(args: argparse.Namespace, attack: str):
     from edgeguard.train import TrainConfig
-    from edgeguard.victims import TASKS, VictimConfig
+    from edgeguard.victims import DATASETS, VictimConfig
 
-    if args.task not in TASKS:
-        raise InvalidArgumentError(f"unknown task {args.task!r}; choose one of {sorted(TASKS)}")
-    train = TASKS[args.task].train
+    if args.dataset not in DATASETS:
+        raise InvalidArgumentError(f"unknown dataset {args.dataset!r}; choose one of {sorted(DATASETS)}")
+    train = DATASETS[args.dataset].train
     if args.epochs is not None:
         if args.epochs < 1:
             raise InvalidArgumentError(f"--epochs must be >= 1, got {args.epochs}")
@@ -64,7 +64,7 @@ def _victim_config(args: argparse.Namespace, attack: str):
     else:
         train = TrainConfig(**{**train.__dict__, "seed": args.seed})
     guard, at = _eigenguard(getattr(args, "eigenguard", None))
-    return VictimConfig(task=args.task, attack=attack, attack_options=parse_options(args.option) if attack != "none" else {},
+    return VictimConfig(dataset=args.dataset, attack=attack, attack_options=parse_options(args.option) if attack != "none" else {},
                         all_to_all=args.all_to_all and attack != "none", n_train=args.n_train, n_test=args.n_test,
                         num_classes=args.classes, width=args.width, train=train, seed=args.seed,
                         eigenguard=guard, eigenguard_at=at)
@@ -95,7 +95,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         victim = get_victim(_victim_config(args, name), progress=not args.quiet, use_cache=not args.no_cache)
-        rows.append({"task": args.task, "attack": name + (" (all-to-all)" if victim.config.all_to_all else ""),
+        rows.append({"dataset": args.dataset, "attack": name + (" (all-to-all)" if victim.config.all_to_all else ""),
                      **({"defense": "eigenguard"} if victim.config.eigenguard else {}), **victim.metrics, "train_s": victim.train_seconds, "cached": victim.from_cache})
     columns = list(dict.fromkeys(k for r in rows for k in r))
     print(format_table(rows, columns))
@@ -183,7 +183,7 @@ def cmd_purify(args: argparse.Namespace) -> int:
 
     files, frames = _read_frames(args.images)
     purifier = Purifier(load_engine(args.model), load_engine(args.restorer),
-                        PurifierConfig(ssim_mode=args.ssim, seed=args.seed), task=args.task)
+                        PurifierConfig(ssim_mode=args.ssim, seed=args.seed), output=args.output_kind)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -224,26 +224,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
                                 threshold_from_trusted)
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
-    from edgeguard.victims import TASKS
+    from edgeguard.victims import DATASETS
 
-    if args.task not in TASKS:
-        raise InvalidArgumentError(f"unknown task {args.task!r}; choose one of {sorted(TASKS)}")
+    if args.dataset not in DATASETS:
+        raise InvalidArgumentError(f"unknown dataset {args.dataset!r}; choose one of {sorted(DATASETS)}")
     if args.images < 2:
         raise InvalidArgumentError(f"--images must be >= 2, got {args.images}")
-    model = load_model_weights(TASKS[args.task].model, args.model, width=args.width)
+    model = load_model_weights(DATASETS[args.dataset].model, args.model, width=args.width)
     data = load_dataset(args.data)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     scan_data = data.subset(order[:args.images])
-    regression = args.task == "gaze"
+    regression = data.output == "regression"
     if args.threshold is not None and args.calibrate:
         raise InvalidArgumentError("give --threshold or --calibrate, not both")
-    trusted = [load_model_weights(TASKS[args.task].model, path, width=args.width) for path in args.calibrate or []]
+    trusted = [load_model_weights(DATASETS[args.dataset].model, path, width=args.width) for path in args.calibrate or []]
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
     if args.method == "nc":
         config, method = NeuralCleanseConfig(seed=args.seed, **overrides), neural_cleanse
     else:
-        config = DRMGuardConfig(seed=args.seed, outputs="regression" if regression else "softmax", **overrides)
+        config = DRMGuardConfig(seed=args.seed, outputs=data.output.scan_outputs, **overrides)
         method = scan
     if trusted:
         found = [method(benign, scan_data.images, config, progress=not args.quiet) for benign in trusted]
@@ -261,7 +261,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(result)
     out = Path(args.report)
     out.mkdir(parents=True, exist_ok=True)
-    extra = {"model": str(args.model), "task": args.task, "images": len(scan_data)}
+    extra = {"model": str(args.model), "dataset": args.dataset, "images": len(scan_data)}
     if args.repair:
         held_out = data.subset(order[args.images:]) if len(data) > args.images + 1 else scan_data
         before = _repair_metrics(model, result.generator, held_out)
@@ -282,19 +282,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _repair_metrics(model, generator, data) -> dict:
     """Clean metrics on ``data`` and the metrics on its reverse-engineered triggered copy,
     scored against the true labels (a repaired model answers them correctly)."""
-    from edgeguard.metrics import summarize
     from edgeguard.scan.repair import apply_trigger
     from edgeguard.train import predict
 
-    clean = summarize(data.task, predict(model, data.images), data.labels)
-    triggered = summarize(data.task, predict(model, apply_trigger(generator, data.images)), data.labels)
-    key = "clean_err_deg" if data.task == "regression" else "ca"
+    clean = data.output.metrics(predict(model, data.images), data.labels)
+    triggered = data.output.metrics(predict(model, apply_trigger(generator, data.images)), data.labels)
+    key = data.output.headline_metric
     return {key: round(float(clean[key]), 4), f"generated_{key}": round(float(triggered[key]), 4)}
 
 
 def _victim_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the commands that train or load one victim model."""
-    p.add_argument("--task", default="signs", help="signs (SynthSigns classification) or gaze (SynthGaze regression)")
+    p.add_argument("--dataset", "--task", dest="dataset", default="signs",
+                   help="signs (SynthSigns classification) or gaze (SynthGaze regression); --task: its older name")
     p.add_argument("--attack", default="badnets", help="badnets, blended, blended_patch, sig, lc, wanet, iab, or none")
     p.add_argument("--all-to-all", action="store_true", help="label y -> (y + 1) mod K instead of target 0")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="attack option, e.g. pattern=color")
@@ -302,7 +302,7 @@ def _victim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=2000, help="test samples (default 2000)")
     p.add_argument("--classes", type=int, default=43, help="SynthSigns classes (default 43)")
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the task's)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--with-clean", action="store_true", help="also train/load the clean model and show both rows")
     p.add_argument("--no-cache", action="store_true", help="retrain even when a cached model exists")
@@ -341,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the deployed model (.onnx), input (N, 3, H, W) in [0, 1]")
     p.add_argument("--restorer", required=True, help="the MAE restorer (.onnx from edgeguard train-mae --onnx)")
     p.add_argument("--out", default="purified", help="output folder (default purified/)")
-    p.add_argument("--task", choices=["classification", "regression"],
-                   help="the model's output kind (default: what the model file says, else classification)")
+    p.add_argument("--output-kind", "--task", dest="output_kind", choices=["classification", "regression"],
+                   help="the model's output kind (default: what the model file says, else classification); "
+                        "--task: its older name")
     p.add_argument("--ssim", default="mean", choices=["mean", "point"], help="per-token SSIM: mean, or point (official)")
     p.add_argument("--batch", type=int, default=32, help="frames per engine batch")
     p.add_argument("--seed", type=int, default=33333)
@@ -350,9 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="DRMGuard: decide whether a model is backdoored from a few hundred clean images; "
                                     f"exit status 0 clean, {EXIT_BACKDOORED} backdoored")
-    p.add_argument("model", help="the model's weights (.safetensors state dict of the task's edgeguard model)")
-    p.add_argument("--task", default="gaze", help="gaze (regression, the paper's setting) or signs (classification: "
-                   "the softmax-variance extension)")
+    p.add_argument("model", help="the model's weights (.safetensors state dict of the dataset's edgeguard model)")
+    p.add_argument("--dataset", "--task", dest="dataset", default="gaze",
+                   help="gaze (regression, the paper's setting) or signs (classification: the softmax-variance "
+                        "extension); --task: its older name")
     p.add_argument("--data", required=True, metavar="DIR_OR_NPZ", help="labelled clean images (.npz with images and "
                    "labels, a CIFAR-10 folder or an image folder)")
     p.add_argument("--method", default="drmguard", choices=["drmguard", "nc"], help="scanner (nc: Neural Cleanse "
@@ -362,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="decision threshold: flagged below it. The "
                    "shipped default was calibrated on benign SynthGaze models (README); for your models use "
                    "--calibrate, or a threshold you calibrated before")
-    p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same task "
-                   "and data): each is scanned on the same frames and the threshold becomes 0.85 x the median "
+    p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same "
+                   "dataset): each is scanned on the same frames and the threshold becomes 0.85 x the median "
                    "of their statistics, so one odd trusted model does not move it (a trusted model whose "
                    "outputs never collapsed sets nothing; if none collapsed, any collapse is flagged)")
     p.add_argument("--width", type=float, default=0.25, help="model width multiplier (default 0.25)")

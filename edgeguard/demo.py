@@ -23,7 +23,7 @@ def demo_models(attack: str = "badnets", progress: bool = True):
     from edgeguard.restorer import FINETUNE, get_restorer
     from edgeguard.victims import VictimConfig, get_victim, restorer_images
 
-    victim = get_victim(VictimConfig(task="signs", attack=attack), progress=progress)
+    victim = get_victim(VictimConfig(dataset="signs", attack=attack), progress=progress)
     return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
 
 

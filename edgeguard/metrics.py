@@ -1,11 +1,10 @@
 """Backdoor metrics on numpy arrays (no torch), as defined in spec/attacks.md section 3.
 
 Classification: CA, ASR (non-target images only), BA/RA, DER. Regression (gaze): mean
-angular error in degrees, attack error, ASR@tol.
+angular error in degrees, attack error, ASR@tol. The set a model is judged by comes from
+its output kind: ``edgeguard.outputs.OutputKind.metrics``.
 """
 from __future__ import annotations
-
-from typing import Optional
 
 import numpy as np
 
@@ -99,30 +98,6 @@ def asr_at_tolerance(pred: np.ndarray, labels: np.ndarray, target: np.ndarray, t
     if not keep.any():
         return float("nan")
     return float(np.mean(angular_error_deg(pred[keep], np.broadcast_to(target, labels.shape)[keep]) <= tol_deg))
-
-
-def summarize(
-    task: str,
-    clean_pred: np.ndarray,
-    clean_labels: np.ndarray,
-    bd_pred: Optional[np.ndarray] = None,
-    bd_labels: Optional[np.ndarray] = None,
-    bd_target: Optional[np.ndarray] = None,
-    tol_deg: float = 5.0,
-) -> dict[str, float]:
-    """The standard metric set for one model: {ca, asr, ba} or
-    {clean_err_deg, attack_err_deg, asr_at_5deg}; backdoor keys only when a triggered set is given."""
-    if task == "classification":
-        out = {"ca": clean_accuracy(clean_pred, clean_labels)}
-        if bd_pred is not None:
-            out["asr"] = attack_success_rate(bd_pred, bd_labels, bd_target)
-            out["ba"] = backdoor_accuracy(bd_pred, bd_labels, bd_target)
-        return out
-    out = {"clean_err_deg": mean_angular_error(clean_pred, clean_labels)}
-    if bd_pred is not None:
-        out["attack_err_deg"] = attack_error(bd_pred, bd_target)
-        out[f"asr_at_{tol_deg:g}deg"] = asr_at_tolerance(bd_pred, bd_labels, bd_target, tol_deg)
-    return out
 
 
 def roc_auc(backdoored_scores: np.ndarray, benign_scores: np.ndarray) -> float:

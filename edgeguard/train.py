@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
+from edgeguard.outputs import OutputKind
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,11 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
-def loss_function(task: str, name: str = "auto"):
-    """The loss callable for a task: cross-entropy for classification, L1 for regression."""
+def loss_function(output: Union[OutputKind, str], name: str = "auto"):
+    """The loss callable: ``name``, or with "auto" the output kind's (cross-entropy for
+    classification, L1 for regression)."""
     if name == "auto":
-        name = "cross_entropy" if task == "classification" else "l1"
+        name = OutputKind.of(output).loss
     losses = {"cross_entropy": F.cross_entropy, "l1": F.l1_loss, "mse": F.mse_loss}
     if name not in losses:
         raise InvalidArgumentError(f"unknown loss {name!r}; choose one of {sorted(losses)} or 'auto'")
@@ -156,7 +158,8 @@ def fit(
     if len(data) < config.batch_size:
         raise InvalidArgumentError(f"need at least batch_size={config.batch_size} samples, got {len(data)}")
     torch.manual_seed(config.seed)
-    criterion = loss_function(data.task, config.loss)
+    criterion = loss_function(data.output, config.loss)
+    classifier = data.output is OutputKind.CLASSIFICATION
     x_all = torch.from_numpy(to_float_nchw(data.images))
     y_all = torch.from_numpy(data.labels)
     steps_per_epoch = len(data) // config.batch_size
@@ -224,10 +227,10 @@ def fit(
                 hook.step()
             total += float(loss.detach()) * len(x)
             seen += len(x)
-            if data.task == "classification":
+            if classifier:
                 correct += int((out.argmax(1) == y).sum())
         history.loss.append(total / seen)
-        if data.task == "classification":
+        if classifier:
             history.accuracy.append(correct / seen)
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}", **({"acc": f"{history.accuracy[-1]:.3f}"} if history.accuracy else {}))
         if checkpoint is not None:

@@ -1,6 +1,6 @@
-"""Backdoored (victim) models: task data + attack + training, cached by config hash.
+"""Backdoored (victim) models: a dataset + attack + training, cached by config hash.
 
-Every defense is measured on these. ``get_victim(VictimConfig(task="signs", attack="wanet"))``
+Every defense is measured on these. ``get_victim(VictimConfig(dataset="signs", attack="wanet"))``
 generates the data, poisons it, trains the model (or loads it from the cache) and
 evaluates CA/ASR/BA (classification) or angular errors (regression).
 """
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """How to make a task's data and model."""
+class DatasetSpec:
+    """How to make a dataset's images and the model trained on them."""
 
     make_data: Callable[..., ImageDataset]
     model: str
@@ -47,24 +47,24 @@ def _gaze(n: int, seed: int, num_classes: int) -> ImageDataset:
     return make_gaze(n, seed=seed)
 
 
-TASKS: dict[str, TaskSpec] = {
+DATASETS: dict[str, DatasetSpec] = {
     # lr 5x BackdoorBench's 0.01 (the CPU victims train a tenth of its schedule) and no
     # random-crop shifts for signs: both so the small models learn a local trigger within
     # about 10 epochs (figures: docs/decisions.md).
-    "signs": TaskSpec(_signs, "preact_resnet18", TrainConfig(crop_padding=0, lr=0.05, precision="auto")),
-    "gaze": TaskSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05, precision="auto")),
+    "signs": DatasetSpec(_signs, "preact_resnet18", TrainConfig(crop_padding=0, lr=0.05, precision="auto")),
+    "gaze": DatasetSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05, precision="auto")),
 }
 
 
 def spec_of(data: ImageDataset) -> ModelSpec:
     """The ModelSpec of a model trained on ``data``: its frames' shape, output kind and count."""
     return ModelSpec(role="model", input_shape=tuple(int(d) for d in to_float_nchw(data.images[:1]).shape[1:]),
-                     output=data.task, outputs=data.num_classes)
+                     output=data.output, outputs=data.num_classes)
 
 
 def model_spec(config: "VictimConfig") -> ModelSpec:
-    """The ModelSpec of ``config``'s model, from one sample of its task's data (no training)."""
-    return spec_of(TASKS[config.task].make_data(1, config.seed, config.num_classes))
+    """The ModelSpec of ``config``'s model, from one sample of its dataset (no training)."""
+    return spec_of(DATASETS[config.dataset].make_data(1, config.seed, config.num_classes))
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class VictimConfig:
     """One victim model.
 
     Attributes:
-        task: "signs" (SynthSigns classification) or "gaze" (SynthGaze regression).
+        dataset: "signs" (SynthSigns classification) or "gaze" (SynthGaze regression).
         attack: a registered attack name, or "none" for a clean model.
         attack_options: overrides of the attack's defaults (e.g. {"pattern": "color"}).
         all_to_all: classification: y -> (y + 1) mod K instead of target 0.
@@ -80,13 +80,14 @@ class VictimConfig:
         num_classes: SynthSigns classes (ignored for gaze).
         width: model width multiplier (0.25: the small CPU variant, 16..128 channels; at
             0.125 the 8-channel stem learns a 3x3 patch trigger only sometimes).
-        train: training hyper-parameters; None uses the task's defaults.
+        train: training hyper-parameters; None uses the dataset's defaults.
         seed: data seed; the model and attack use it too.
         eigenguard: train with EigenGuard inserted after block ``eigenguard_at`` (None: no
             defense). Both join the cache key only when set.
     """
 
-    task: str = "signs"
+    # "task" in the cache key: the field's name before 0.2, so cached victims stay valid.
+    dataset: str = field(default="signs", metadata={"key_name": "task"})
     attack: str = "none"
     attack_options: dict[str, Any] = field(default_factory=dict)
     all_to_all: bool = False
@@ -100,10 +101,10 @@ class VictimConfig:
     eigenguard_at: Optional[str] = field(default=None, metadata={"key": "if_set"})
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise InvalidArgumentError(f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
+        if self.dataset not in DATASETS:
+            raise InvalidArgumentError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}")
         if self.train is None:
-            object.__setattr__(self, "train", replace(TASKS[self.task].train, seed=self.seed))
+            object.__setattr__(self, "train", replace(DATASETS[self.dataset].train, seed=self.seed))
         if self.eigenguard is not None and self.eigenguard_at is None:
             from edgeguard.eigenguard import DEFAULT_AT
 
@@ -138,12 +139,12 @@ class Victim:
 
     def __str__(self) -> str:
         vals = "  ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
-        return f"{self.config.task}/{self.config.attack}{' all-to-all' if self.config.all_to_all else ''}: {vals}"
+        return f"{self.config.dataset}/{self.config.attack}{' all-to-all' if self.config.all_to_all else ''}: {vals}"
 
 
 def make_datasets(config: VictimConfig) -> tuple[ImageDataset, ImageDataset]:
     """(train, test) for a config; deterministic."""
-    spec = TASKS[config.task]
+    spec = DATASETS[config.dataset]
     train = spec.make_data(config.n_train, config.seed, config.num_classes)
     test = spec.make_data(config.n_test, config.seed + 100_003, config.num_classes)
     return train, test
@@ -151,18 +152,18 @@ def make_datasets(config: VictimConfig) -> tuple[ImageDataset, ImageDataset]:
 
 def restorer_images(config: VictimConfig, n: int = 20000) -> np.ndarray:
     """Clean frames of the victim's domain, as a user would hold for fine-tuning the MAE
-    restorer: the task's generator with a seed that no training or test set uses."""
-    return TASKS[config.task].make_data(n, config.seed + 4242, config.num_classes).images
+    restorer: the dataset's generator with a seed that no training or test set uses."""
+    return DATASETS[config.dataset].make_data(n, config.seed + 4242, config.num_classes).images
 
 
-def evaluate(model, task: str, test: ImageDataset, backdoor: Optional[BackdoorTestSet]) -> dict[str, float]:
-    """Standard metrics of ``model`` on the clean and triggered test sets."""
-    from edgeguard.metrics import summarize
-
+def evaluate(model, test: ImageDataset, backdoor: Optional[BackdoorTestSet]) -> dict[str, float]:
+    """Standard metrics of ``model`` on the clean and triggered test sets (the test set's
+    output kind says which)."""
     clean = predict(model, test.images)
     if backdoor is None:
-        return summarize(task, clean, test.labels)
-    return summarize(task, clean, test.labels, predict(model, backdoor.images), backdoor.labels, backdoor.targets)
+        return test.output.metrics(clean, test.labels)
+    return test.output.metrics(clean, test.labels, predict(model, backdoor.images), backdoor.labels,
+                               backdoor.targets)
 
 
 def poisoned_training_set(config: VictimConfig, attack: Optional[Attack], train: ImageDataset,
@@ -183,7 +184,7 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
 
     from edgeguard.models import create_model
 
-    spec = TASKS[config.task]
+    spec = DATASETS[config.dataset]
     attack = config.make_attack()
     # The attack's full parameters join the key, so a changed attack default retrains.
     key = cache.config_key(config, attack)
@@ -217,7 +218,7 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     history = fit(model, data, config.train, hook=hook, checkpoint=folder / "checkpoint.pt" if resumable else None,
                   progress=progress)
     backdoor = attack.backdoor_test(test) if attack is not None else None
-    metrics = evaluate(model, train.task, test, backdoor)
+    metrics = evaluate(model, test, backdoor)
     if use_cache:
         save_file({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, weights)
         if attack is not None and attack.state_dict():

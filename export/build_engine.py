@@ -2,10 +2,10 @@
 
     python export/build_engine.py model.onnx --precision fp16            # -> model.engine (+ .json)
     python export/build_engine.py model.onnx --backend onnxruntime       # -> model.ort.onnx, no GPU needed
-    python export/build_engine.py --task signs --attack badnets --restorer --out-dir engines/
+    python export/build_engine.py --dataset signs --attack badnets --restorer --out-dir engines/
 
-With --task, the cached victim model (trained if missing) and, with --restorer, the tiny MAE
-restorer fine-tuned for that task are first exported to ONNX in --out-dir, then built.
+With --dataset, the cached victim model (trained if missing) and, with --restorer, the tiny MAE
+restorer fine-tuned for that dataset are first exported to ONNX in --out-dir, then built.
 A thin CLI over ``edgeguard.deploy``; exit status 0 on success, 2 on any error (a missing
 tensorrt package, a bad ONNX, an engine failing the accuracy gate), with the reason.
 """
@@ -27,7 +27,7 @@ def _profile(text: str) -> tuple[int, int, int]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("onnx", nargs="?", help="ONNX model to build (or use --task)")
+    p.add_argument("onnx", nargs="?", help="ONNX model to build (or use --dataset)")
     p.add_argument("-o", "--out", help="engine file to write (default: next to the ONNX, .engine or .ort.onnx)")
     p.add_argument("--backend", default="tensorrt", choices=["tensorrt", "onnxruntime"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
@@ -40,26 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace-gib", type=float, default=1.0)
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimisation level 0-5")
     g = p.add_argument_group("export a cached edgeguard model first")
-    g.add_argument("--task", choices=["signs", "gaze"])
+    g.add_argument("--dataset", "--task", dest="dataset", choices=["signs", "gaze"],
+                   help="export the cached victim of this dataset (--task: its older name)")
     g.add_argument("--attack", default="none", help="which cached victim to export (trained if missing)")
-    g.add_argument("--weights", help="a safetensors state dict of the task's model instead of a cached victim")
+    g.add_argument("--weights", help="a safetensors state dict of the dataset's model instead of a cached victim")
     g.add_argument("--width", type=float, default=0.25, help="model width multiplier (the cached victims' 0.25)")
-    g.add_argument("--restorer", action="store_true", help="also export and build the task's MAE restorer")
-    g.add_argument("--out-dir", default="engines", help="where exported ONNX and engines go (with --task)")
+    g.add_argument("--restorer", action="store_true", help="also export and build the dataset's MAE restorer")
+    g.add_argument("--out-dir", default="engines", help="where exported ONNX and engines go (with --dataset)")
     return p
 
 
 def _export(args) -> list[Path]:
-    """ONNX files of the cached model (and restorer) of ``args.task`` in --out-dir."""
+    """ONNX files of the cached model (and restorer) of ``args.dataset`` in --out-dir."""
     from edgeguard.deploy import export_model, export_restorer
-    from edgeguard.victims import TASKS, VictimConfig, get_victim, model_spec, restorer_images
+    from edgeguard.victims import DATASETS, VictimConfig, get_victim, model_spec, restorer_images
 
     out = Path(args.out_dir)
-    config = VictimConfig(task=args.task, attack=args.attack, width=args.width)
+    config = VictimConfig(dataset=args.dataset, attack=args.attack, width=args.width)
     if args.weights:
         from edgeguard.deploy.weights import load_model_weights
 
-        model = load_model_weights(TASKS[args.task].model, args.weights, width=args.width)
+        model = load_model_weights(DATASETS[args.dataset].model, args.weights, width=args.width)
     else:
         model = get_victim(config).model
     spec = model_spec(config)
@@ -78,10 +79,10 @@ def _default_out(onnx: Path, backend: str) -> Path:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if (args.onnx is None) == (args.task is None):
-        print("build_engine: error: give an ONNX file or --task (not both)", file=sys.stderr)
+    if (args.onnx is None) == (args.dataset is None):
+        print("build_engine: error: give an ONNX file or --dataset (not both)", file=sys.stderr)
         return 2
-    if args.out and args.task and args.restorer:
+    if args.out and args.dataset and args.restorer:
         print("build_engine: error: --out names one engine; with --restorer use --out-dir", file=sys.stderr)
         return 2
 
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
                              profiles=tuple(args.profile) if args.profile else BuildConfig.profiles,
                              timing_cache=args.timing_cache, workspace_gib=args.workspace_gib,
                              optimization_level=args.opt_level)
-        sources = _export(args) if args.task else [Path(args.onnx)]
+        sources = _export(args) if args.dataset else [Path(args.onnx)]
         for source in sources:
             out = Path(args.out) if args.out else _default_out(source, args.backend)
             # The restorer's calibration frames are the model's; both see the same camera.

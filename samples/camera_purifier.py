@@ -76,14 +76,14 @@ def make_video(path: Path, frames: int = 90, size: int = 256, fps: float = 15.0)
     return path
 
 
-def annotate(cv2, frame_bgr: np.ndarray, result, fps: float, task: str) -> np.ndarray:
+def annotate(cv2, frame_bgr: np.ndarray, result, fps: float, output: str) -> np.ndarray:
     """The frame with the token-score heat map blended in, the answer and the fps written on."""
     h, w = frame_bgr.shape[:2]
     scores = np.clip(result.token_scores[0], 0, 1)
     heat = cv2.applyColorMap((cv2.resize(scores, (w, h), interpolation=cv2.INTER_NEAREST) * 255).astype(np.uint8),
                              cv2.COLORMAP_INFERNO)
     out = cv2.addWeighted(frame_bgr, 0.65, heat, 0.35, 0)
-    if task == "classification":
+    if output == "classification":
         answer = f"class {int(result.prediction[0])}"
         if result.changed[0]:
             answer += f" (model said {int(result.original_prediction[0])}: trigger removed)"
@@ -100,7 +100,7 @@ def run(args) -> dict:
     model_path, restorer_path = (args.model, args.restorer) if args.model else demo_engines(workdir)
     model, restorer = load_engine(model_path), load_engine(restorer_path)
     c, side_h, side_w = model.input_shapes.get(model.input_names[0]) or (3, 32, 32)
-    purifier = Purifier(model, restorer, PurifierConfig(early_exit=args.early_exit))  # task from the model's spec
+    purifier = Purifier(model, restorer, PurifierConfig(early_exit=args.early_exit))  # output kind from the model's spec
     stream = FrameStream(purifier, StreamConfig(warm_start=not args.cold))
     capture = open_source(cv2, args.source)
     out = Path(args.out)
@@ -121,7 +121,7 @@ def run(args) -> dict:
                 log.warning("frame %d skipped: %s", stats["frames"] + stats["skipped"], exc)
                 continue
             fps = 0.9 * fps + 0.1 / (time.perf_counter() - t0) if fps else 1 / (time.perf_counter() - t0)
-            shown = annotate(cv2, frame, result, fps, purifier.task)
+            shown = annotate(cv2, frame, result, fps, purifier.output)
             stats["frames"] += 1
             stats["answers_changed"] += int(result.changed[0])
             stats["warm"] += int(result.warm_started[0])

@@ -21,7 +21,6 @@ from edgeguard.data.dataset import to_float_nchw
 from edgeguard.deploy import export_model
 from edgeguard.runtime import ModelSpec
 from edgeguard.eigenguard import DEFAULT_AT, EigenGuardConfig, protect
-from edgeguard.metrics import summarize
 from edgeguard.models import create_model
 from edgeguard.runtime import load_engine
 from edgeguard.train import TrainConfig, fit
@@ -56,8 +55,8 @@ def main(argv=None) -> int:
         out = args.out if protected else args.out.replace(".onnx", "_unprotected.onnx")
         engine = train_and_export(protected, args, poisoned, out)
         run = lambda images: engine(to_float_nchw(images))
-        m = summarize("classification", run(test.images), test.labels, run(backdoor.images), backdoor.labels,
-                      backdoor.targets)
+        m = test.output.metrics(run(test.images), test.labels, run(backdoor.images), backdoor.labels,
+                                backdoor.targets)
         print(f"{'EigenGuard' if protected else 'no defense':>10}: CA {m['ca']:.3f}  ASR {m['asr']:.3f}  -> {out}")
     return 0
 

@@ -22,18 +22,20 @@ import torch
 
 from edgeguard.attacks import get_attack
 from edgeguard.data import make_gaze
-from edgeguard.metrics import summarize
 from edgeguard.models import create_model
+from edgeguard.outputs import OutputKind
 from edgeguard.scan import DRMGuardConfig, repair, scan
 from edgeguard.scan.report import write_report
 from edgeguard.train import TrainConfig, fit, predict
 
+GAZE = OutputKind.REGRESSION
+
 
 def metrics(model, test, backdoor) -> str:
     if backdoor is None:
-        return f"clean error {summarize('regression', predict(model, test.images), test.labels)['clean_err_deg']:.2f} deg"
-    m = summarize("regression", predict(model, test.images), test.labels,
-                  predict(model, backdoor.images), backdoor.labels, backdoor.targets)
+        return f"clean error {GAZE.metrics(predict(model, test.images), test.labels)['clean_err_deg']:.2f} deg"
+    m = GAZE.metrics(predict(model, test.images), test.labels, predict(model, backdoor.images), backdoor.labels,
+                     backdoor.targets)
     return f"clean error {m['clean_err_deg']:.2f} deg, attack error {m['attack_err_deg']:.1f} deg, ASR@5deg {m['asr_at_5deg']:.2f}"
 
 

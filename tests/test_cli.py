@@ -32,7 +32,7 @@ def test_parse_options_and_table():
 
 def test_attack_command_trains_caches_and_prints(tmp_path, capsys):
     pytest.importorskip("torch")
-    args = ["attack", "--task", "signs", "--attack", "badnets", "--classes", "16", "--n-train", "512", "--n-test", "128",
+    args = ["attack", "--dataset", "signs", "--attack", "badnets", "--classes", "16", "--n-train", "512", "--n-test", "128",
             "--epochs", "1", "--quiet", "--json", str(tmp_path / "rows.json")]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
 
 def test_train_command_with_eigenguard(tmp_path, capsys):
     pytest.importorskip("torch")
-    args = ["train", "--task", "gaze", "--attack", "badnets", "--n-train", "512", "--n-test", "128", "--epochs", "1",
+    args = ["train", "--dataset", "gaze", "--attack", "badnets", "--n-train", "512", "--n-test", "128", "--epochs", "1",
             "--quiet", "--eigenguard", "k=2,at=layer2", "--json", str(tmp_path / "rows.json")]
     assert main(args) == 0
     row = json.loads((tmp_path / "rows.json").read_text())[0]
@@ -106,7 +106,7 @@ def _gaze_model_and_data(tmp_path):
 
 def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
     weights, data = _gaze_model_and_data(tmp_path)
-    common = [str(weights), "--task", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
               "--report", str(tmp_path / "report"), "--quiet"]
     assert main(["scan", *common, "--threshold", "1e-9"]) == 0  # nothing changes the image by less than that
     record = json.loads((tmp_path / "report" / "scan.json").read_text())
@@ -143,7 +143,7 @@ def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monke
     import edgeguard.scan as scan_module
 
     weights, data = _gaze_model_and_data(tmp_path)
-    common = [str(weights), "--task", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
               "--report", str(tmp_path / "report"), "--quiet"]
     real_scan = scan_module.scan
 
@@ -166,3 +166,13 @@ def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monke
         assert record["threshold"] is None and "never collapsed" in out and "any collapse is flagged" in out
     assert main(["scan", *common, "--calibrate", str(weights), "--threshold", "0.1"]) == 2
     assert main(["scan", *common, "--calibrate", str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_older_option_names_still_parse():
+    from edgeguard.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["attack", "--task", "gaze"]).dataset == "gaze"
+    assert parser.parse_args(["scan", "m.safetensors", "--task", "signs", "--data", "d.npz"]).dataset == "signs"
+    args = parser.parse_args(["purify", "f.png", "--model", "m.onnx", "--restorer", "r.onnx", "--task", "regression"])
+    assert args.output_kind == "regression"

@@ -65,7 +65,7 @@ def test_random_crops_shapes_determinism_and_splits():
 
 def test_signs_shapes_labels_and_determinism():
     ds = make_signs(500, seed=0)
-    assert isinstance(ds, ImageDataset) and ds.task == "classification"
+    assert isinstance(ds, ImageDataset) and ds.output == "classification"
     assert ds.images.shape == (500, 32, 32, 3) and ds.images.dtype == np.uint8
     assert ds.labels.dtype == np.int64 and ds.labels.min() == 0 and ds.labels.max() == MAX_CLASSES - 1
     assert len(set(ds.labels.tolist())) == MAX_CLASSES == 43
@@ -104,7 +104,7 @@ def test_signs_are_learnable_by_a_linear_model():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_gaze_shapes_labels_and_determinism(channels):
     ds = make_gaze(300, seed=0, channels=channels)
-    assert ds.task == "regression" and ds.class_names == ("pitch", "yaw")
+    assert ds.output == "regression" and ds.class_names == ("pitch", "yaw")
     assert ds.images.shape == (300, 36, 60, channels) and ds.images.dtype == np.uint8
     assert ds.labels.shape == (300, 2) and ds.labels.dtype == np.float32
     pitch, yaw = ds.labels.T
@@ -258,8 +258,8 @@ def test_npz_round_trip(tmp_path):
         path = save_npz(ds, tmp_path / f"{ds.name}.npz")
         back = load_npz(path)
         assert np.array_equal(back.images, ds.images) and np.array_equal(back.labels, ds.labels)
-        assert (back.task, back.class_names, back.name) == (ds.task, ds.class_names, ds.name)
-        assert load_dataset(path).task == ds.task
+        assert (back.output, back.class_names, back.name) == (ds.output, ds.class_names, ds.name)
+        assert load_dataset(path).output is ds.output
 
 
 def test_npz_errors(tmp_path):
@@ -300,3 +300,9 @@ def test_trigger_video_pastes_a_drifting_sticker_in_some_shots():
         assert any(np.array_equal(video.frames[t], c) for c in clean)
     # Frames of a shot show one scene (one label).
     assert (video.labels.reshape(6, 10) == video.labels.reshape(6, 10)[:, :1]).all()
+
+
+def test_npz_files_of_0_1_with_a_task_key_still_load(tmp_path):
+    np.savez(tmp_path / "old.npz", images=np.zeros((2, 4, 4, 3), np.uint8), labels=np.zeros((2, 2), np.float32),
+             task=np.array("regression"))
+    assert load_npz(tmp_path / "old.npz").output == "regression"

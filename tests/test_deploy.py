@@ -129,7 +129,7 @@ def test_restorer_builds_keep_the_token_grid(tmp_path):
     mae = create_model("mae_tiny_patch4")
     path = export_restorer(mae, tmp_path / "mae.onnx", (3, 32, 32))
     build_engine(path, tmp_path / "mae.ort.onnx", BuildConfig(backend="onnxruntime"))
-    from edgeguard.purify.bdmae import token_grid_of
+    from edgeguard.purify.frames import token_grid_of
 
     assert token_grid_of(load_engine(tmp_path / "mae.ort.onnx")) == (8, 32, 4)
 

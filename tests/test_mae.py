@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 from edgeguard.deploy.weights import load_official_mae
 from edgeguard.errors import ModelFormatError
 from edgeguard.models import create_model
-from edgeguard.models.mae import token_of_pixel
+from edgeguard.purify.frames import pixel_token_map
 
 
 def _tiny(**kw):
@@ -71,15 +71,22 @@ def test_small_frames_follow_the_official_resize_path():
     mask[:, 3 * 14 + 5] = 1  # token row 3, column 5
     with torch.no_grad():
         out = mae(x, mask)
-    rows = np.flatnonzero(token_of_pixel(32, mae.config) == 3)
-    cols = np.flatnonzero(token_of_pixel(32, mae.config) == 5)
     changed = (out != x).any(dim=1)[0].numpy()
-    expected = np.zeros((32, 32), bool)
-    expected[np.ix_(rows, cols)] = True
-    assert np.array_equal(changed, expected)
+    assert np.array_equal(changed, pixel_token_map(32, 32, 224, 16) == 3 * 14 + 5)
     # BDMAE's mapping for 32 px: tokens 0, 3, 7 and 10 cover 3 pixels, the others 2.
-    counts = np.bincount(token_of_pixel(32, mae.config), minlength=14)
+    counts = np.bincount(pixel_token_map(32, 32, 224, 16)[0], minlength=14)
     assert counts.tolist() == [3, 2, 2, 3, 2, 2, 2, 3, 2, 2, 3, 2, 2, 2]
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (20, 45), (64, 48), (7, 33)])
+def test_the_mae_composites_the_pixels_the_purifier_maps(h, w):
+    # The restorer's composite (torch, nearest resize) and the purifier's numpy map must
+    # agree pixel for pixel, or a token mask would mean different pixels on the two sides.
+    mae = _tiny()
+    mask = _random_mask(3, mae.config.num_tokens, 0.5, seed=h * w)
+    pixels = mae.pixel_mask(mask, (h, w))[:, 0].numpy() > 0
+    expected = mask.numpy()[:, pixel_token_map(h, w, mae.config.img_size, mae.config.patch_size)] > 0
+    assert np.array_equal(pixels, expected)
 
 
 def test_training_loss_falls():

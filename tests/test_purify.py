@@ -6,7 +6,7 @@ import pytest
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.purify import Blur, Purifier, PurifierConfig, ShrinkPad, get_defense
-from edgeguard.purify.bdmae import pixel_token_map
+from edgeguard.purify.frames import pixel_token_map
 from edgeguard.runtime import Engine
 
 TOP, LEFT = 12, 20  # trigger rows 12-15, cols 20-23: tokens (3, 5) of an 8x8 grid of 4-px patches
@@ -141,12 +141,12 @@ def test_point_sampled_ssim_runs_too(setup):
 
 def test_regression_uses_an_angular_tolerance(setup):
     clean, triggered, restorer = setup
-    result = Purifier(ScriptedRegressor(), restorer, task="regression")(triggered)
+    result = Purifier(ScriptedRegressor(), restorer, output="regression")(triggered)
     np.testing.assert_allclose(result.original_prediction, 0.5)
     np.testing.assert_allclose(result.prediction, ScriptedRegressor()(clean), atol=1e-6)
 
 
-def test_the_task_comes_from_the_model_spec_and_contradictions_are_refused(setup):
+def test_the_output_kind_comes_from_the_model_spec_and_contradictions_are_refused(setup):
     from edgeguard.runtime import ModelSpec
 
     clean, triggered, restorer = setup
@@ -154,12 +154,12 @@ def test_the_task_comes_from_the_model_spec_and_contradictions_are_refused(setup
     class SpecRegressor(ScriptedRegressor):
         metadata = ModelSpec(role="model", input_shape=(3, 32, 32), output="regression", outputs=2).to_metadata()
 
-    purifier = Purifier(SpecRegressor(), restorer)  # no task given: the file says regression
-    assert purifier.task == "regression"
+    purifier = Purifier(SpecRegressor(), restorer)  # no kind given: the file says regression
+    assert purifier.output == "regression"
     np.testing.assert_allclose(purifier(triggered).prediction, ScriptedRegressor()(clean), atol=1e-6)
-    assert Purifier(ScriptedModel(), restorer).task == "classification"  # says nothing: the default
+    assert Purifier(ScriptedModel(), restorer).output == "classification"  # says nothing: the default
     with pytest.raises(InvalidArgumentError, match="spec says 'regression'"):
-        Purifier(SpecRegressor(), restorer, task="classification")
+        Purifier(SpecRegressor(), restorer, output="classification")
 
     class SpecRestorer(OracleRestorer):
         metadata = ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4).to_metadata()

@@ -423,7 +423,7 @@ def test_benchmark_runs_a_zoo_file_end_to_end_with_training_and_scanning_stubbed
 
     import benchmarks.scan as bench
 
-    zoo = {"task": "gaze", "models": [{"attack": "none", "seed": 1}, {"attack": "none", "seed": 2},
+    zoo = {"dataset": "gaze", "models": [{"attack": "none", "seed": 1}, {"attack": "none", "seed": 2},
                                       {"attack": "badnets", "seed": 3, "target": [0.1, 0.1]},
                                       {"attack": "blended", "seed": 4, "target": [0.0, 0.2]}]}
     path = tmp_path / "mine.json"

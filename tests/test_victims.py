@@ -12,20 +12,20 @@ TINY = dict(n_train=512, n_test=128, num_classes=16, train=TrainConfig(epochs=1,
 
 
 def test_victim_is_cached_by_config():
-    cfg = VictimConfig(task="signs", attack="none", **TINY)
+    cfg = VictimConfig(dataset="signs", attack="none", **TINY)
     first = get_victim(cfg, progress=False)
     assert not first.from_cache and set(first.metrics) == {"ca"}
     second = get_victim(cfg, progress=False)
     assert second.from_cache and second.metrics == first.metrics
     x = first.test.images[:8]
     np.testing.assert_allclose(predict(second.model, x), predict(first.model, x), atol=1e-6)
-    assert cache.config_key(cfg) != cache.config_key(VictimConfig(task="signs", attack="none", **{**TINY, "n_train": 640}))
+    assert cache.config_key(cfg) != cache.config_key(VictimConfig(dataset="signs", attack="none", **{**TINY, "n_train": 640}))
 
 
 def test_patch_backdoor_is_learned():
     # A large patch so a 1/8-width model learns it in seconds; the default 3x3 patch needs
     # far longer training at this width (see benchmarks/attacks.py).
-    cfg = VictimConfig(task="signs", attack="badnets", attack_options={"size": 12}, n_train=4000, n_test=256,
+    cfg = VictimConfig(dataset="signs", attack="badnets", attack_options={"size": 12}, n_train=4000, n_test=256,
                        num_classes=16, train=TrainConfig(epochs=5, crop_padding=0))
     victim = get_victim(cfg, progress=False)
     assert victim.metrics["asr"] > 0.8
@@ -33,14 +33,14 @@ def test_patch_backdoor_is_learned():
 
 
 def test_lc_uses_the_clean_model_as_surrogate():
-    cfg = VictimConfig(task="signs", attack="lc", attack_options={"steps": 2}, **TINY)
+    cfg = VictimConfig(dataset="signs", attack="lc", attack_options={"steps": 2}, **TINY)
     victim = get_victim(cfg, progress=False)
     assert set(victim.metrics) == {"ca", "asr", "ba"}
     assert get_victim(cfg.clean(), progress=False).from_cache  # trained once as LC's surrogate
 
 
 def test_iab_generators_are_restored_from_cache():
-    cfg = VictimConfig(task="signs", attack="iab", attack_options={"mask_epochs": 1}, **TINY)
+    cfg = VictimConfig(dataset="signs", attack="iab", attack_options={"mask_epochs": 1}, **TINY)
     trained = get_victim(cfg, progress=False)
     loaded = get_victim(cfg, progress=False)
     assert loaded.from_cache
@@ -48,7 +48,7 @@ def test_iab_generators_are_restored_from_cache():
 
 
 def test_gaze_victim_reports_angular_metrics():
-    cfg = VictimConfig(task="gaze", attack="badnets", **TINY)
+    cfg = VictimConfig(dataset="gaze", attack="badnets", **TINY)
     victim = get_victim(cfg, progress=False)
     assert set(victim.metrics) == {"clean_err_deg", "attack_err_deg", "asr_at_5deg"}
     assert victim.backdoor.targets.shape == (128, 2)
@@ -56,19 +56,19 @@ def test_gaze_victim_reports_angular_metrics():
 
 def test_bad_config():
     with pytest.raises(InvalidArgumentError):
-        VictimConfig(task="faces")
+        VictimConfig(dataset="faces")
     with pytest.raises(InvalidArgumentError):
-        get_victim(VictimConfig(task="gaze", attack="lc", **TINY), progress=False)
+        get_victim(VictimConfig(dataset="gaze", attack="lc", **TINY), progress=False)
 
 
 def test_eigenguard_victims_train_protected_and_cache_apart():
     from edgeguard.eigenguard import EigenGuardConfig, guards
 
-    plain = VictimConfig(task="gaze", attack="badnets", **TINY)
-    cfg = VictimConfig(task="gaze", attack="badnets", eigenguard=EigenGuardConfig(k=2), **TINY)
+    plain = VictimConfig(dataset="gaze", attack="badnets", **TINY)
+    cfg = VictimConfig(dataset="gaze", attack="badnets", eigenguard=EigenGuardConfig(k=2), **TINY)
     assert cfg.eigenguard_at == "layer2"
     assert cache.config_key(cfg) != cache.config_key(plain)
-    assert cache.config_key(plain) == cache.config_key(VictimConfig(task="gaze", attack="badnets", eigenguard=None, **TINY))
+    assert cache.config_key(plain) == cache.config_key(VictimConfig(dataset="gaze", attack="badnets", eigenguard=None, **TINY))
     victim = get_victim(cfg, progress=False)
     (guard,) = guards(victim.model)
     assert guard.batches_seen > 0 and not victim.model.training
@@ -77,3 +77,9 @@ def test_eigenguard_victims_train_protected_and_cache_apart():
     assert again.from_cache
     x = victim.test.images[:4]
     np.testing.assert_allclose(predict(again.model, x), predict(victim.model, x), atol=1e-5)
+
+
+def test_renamed_dataset_field_keeps_the_cache_keys_of_0_1():
+    # 0.1 called the field "task"; keyed by that name, every victim cached before the rename stays valid.
+    keyed = cache._jsonable(VictimConfig(dataset="gaze"))
+    assert keyed["task"] == "gaze" and "dataset" not in keyed

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.zoo import RESEED, ZOO_DIR, ZooError, load_zoo, parse_zoo, train_zoo
 
-GOOD = {"task": "gaze", "epochs": 4, "models": [
+GOOD = {"dataset": "gaze", "epochs": 4, "models": [
     {"attack": "none", "seed": 1},
     {"attack": "none", "seed": 2, "name": "calm"},
     {"attack": "badnets", "seed": 3, "target": [0.1, -0.2], "poison_rate": 0.2, "options": {"size": 6}},
@@ -67,7 +67,8 @@ def test_the_committed_zoos_load_and_meet_the_issue_sizes():
     (lambda z: z.update(epochs=0), ["epochs"]),
     (lambda z: z.update(width=0), ["width"]),
     (lambda z: z.update(width="narrow"), ["width"]),
-    (lambda z: z.update(task="pose"), ["task"]),
+    (lambda z: z.update(dataset="pose"), ["dataset"]),
+    (lambda z: z.update(task="gaze"), ["dataset", "task", "not both"]),
     (lambda z: z.update(modles=[]), ["modles"]),
     (lambda z: z.update(models=[m for m in z["models"] if m["attack"] != "none"]), ["benign"]),
 ])
@@ -87,16 +88,16 @@ def test_unreadable_zoo_files_are_refused(tmp_path):
     with pytest.raises(ZooError, match="not valid JSON"):
         load_zoo(tmp_path / "bad.json")
     with pytest.raises(ZooError, match="'models'"):
-        parse_zoo({"task": "gaze"})
+        parse_zoo({"dataset": "gaze"})
 
 
 def test_signs_targets_are_class_ids():
-    zoo = parse_zoo({"task": "signs", "models": [{"attack": "none", "seed": 1},
+    zoo = parse_zoo({"dataset": "signs", "models": [{"attack": "none", "seed": 1},
                                                  {"attack": "badnets", "seed": 2, "target": 7}]})
     assert zoo.min_learned == 0.9 and zoo.victim_config(zoo.models[1]).attack_options["target"] == 7
     with pytest.raises(ZooError, match=r"models\[1\].target"):
-        parse_zoo({"task": "signs", "models": [{"attack": "none", "seed": 1},
-                                               {"attack": "badnets", "seed": 2, "target": 43}]})
+        parse_zoo({"dataset": "signs", "models": [{"attack": "none", "seed": 1},
+                                                  {"attack": "badnets", "seed": 2, "target": 43}]})
 
 
 def test_only_learned_backdoors_enter_the_zoo_after_bounded_retries():
@@ -147,3 +148,8 @@ def test_machine_record_names_the_cpu_and_its_vector_extensions_on_x86_and_arm()
     orin = "processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes asimddp\nCPU part\t: 0xd42\n"
     assert cpu_and_isa(orin, "aarch64") == ("aarch64", ["asimd", "asimddp"])
     assert cpu_and_isa("", "unknown") == ("unknown", [])
+
+
+def test_task_is_read_as_the_older_name_of_dataset():
+    old = parse_zoo({"task": "signs", "models": [{"attack": "none", "seed": 1}]})
+    assert old.dataset == "signs" and old.to_dict()["dataset"] == "signs" and "task" not in old.to_dict()

@@ -1,7 +1,7 @@
 """The Attack base class: what every backdoor attack in the registry provides.
 
 An attack is a dataclass: the constructor only stores parameters. ``fit(train)`` reads
-the task (classification or regression, image size, classes) and builds the trigger;
+the output kind (classification or regression), image size and classes and builds the trigger;
 ``poison(train)`` returns the poisoned training set; ``apply(images)`` stamps the test-time
 trigger; ``backdoor_test(test)`` builds the triggered test set that ASR is measured on.
 Training-controlled attacks (WaNet, input-aware) instead return a batch hook for the
@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeguard.data.dataset import ImageDataset
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.outputs import OutputKind
 
 # Default regression target: a gaze (pitch, yaw) in radians, up and to the side.
 DEFAULT_GAZE_TARGET = (0.2, -0.4)
@@ -68,11 +69,11 @@ class Attack:
 
     # -- set-up ---------------------------------------------------------------------------
     def fit(self, train: ImageDataset) -> "Attack":
-        """Read task, image shape and classes from ``train`` and build the trigger."""
-        self.task_ = train.task
+        """Read output kind, image shape and classes from ``train`` and build the trigger."""
+        self.output_ = train.output
         self.image_shape_ = train.image_shape
         self.num_classes_ = train.num_classes
-        if train.task == "classification":
+        if train.output is OutputKind.CLASSIFICATION:
             target = 0 if self.target is None else self.target
             if not isinstance(target, (int, np.integer)) or not 0 <= target < self.num_classes_:
                 raise InvalidArgumentError(f"target must be a class id in [0, {self.num_classes_}), got {target!r}")
@@ -105,7 +106,7 @@ class Attack:
     def targets(self, labels: np.ndarray) -> np.ndarray:
         """The label each sample should get when triggered."""
         self._check_fitted()
-        if self.task_ == "regression":
+        if self.output_ is OutputKind.REGRESSION:
             return np.broadcast_to(self.target_, labels.shape).astype(np.float32)
         if self.all_to_all:
             return (labels + 1) % self.num_classes_
@@ -113,11 +114,7 @@ class Attack:
 
     def _is_target(self, labels: np.ndarray, tol_deg: float = 5.0) -> np.ndarray:
         """Samples that already carry the target label (regression: within tol_deg)."""
-        if self.task_ == "classification":
-            return labels == self.targets(labels)
-        from edgeguard.metrics import angular_error_deg
-
-        return angular_error_deg(labels, self.target_) <= tol_deg
+        return ~self.output_.moved(labels, self.targets(labels), tol_deg)
 
     # -- triggers -------------------------------------------------------------------------
     def apply(self, images: np.ndarray) -> np.ndarray:
@@ -162,7 +159,8 @@ class Attack:
     def backdoor_test(self, test: ImageDataset) -> BackdoorTestSet:
         """Trigger every test image whose label is not already the target."""
         self._check_fitted(test.images)
-        index = np.flatnonzero(~self._is_target(test.labels)) if self.task_ == "classification" else np.arange(len(test))
+        index = np.flatnonzero(~self._is_target(test.labels)) if self.output_ is OutputKind.CLASSIFICATION \
+            else np.arange(len(test))
         labels = test.labels[index]
         return BackdoorTestSet(self.apply(test.images[index]), labels, self.targets(labels), index)
 

@@ -42,7 +42,7 @@ class LabelConsistent(Attack):
     kind: ClassVar[str] = "clean_label"
 
     def _build(self, train) -> None:
-        if train.task != "classification":
+        if train.output != "classification":
             raise InvalidArgumentError("the label-consistent attack is defined for classification only")
         if self.margin < 0 or 2 * (self.corner + self.margin) > min(self.image_shape_[:2]):
             raise InvalidArgumentError(f"four {self.corner}-px corners with margin {self.margin} do not fit "

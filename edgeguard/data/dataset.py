@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from edgeguard.errors import InvalidInputError
-
-Task = Literal["classification", "regression"]
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.outputs import OutputKind
 
 
 @dataclass
@@ -19,14 +18,15 @@ class ImageDataset:
         images: (N, H, W, C) uint8, C in {1, 3}.
         labels: (N,) int64 class ids for classification, (N, D) float32 for regression
             (SynthGaze: D = 2, (pitch, yaw) in radians).
-        task: "classification" or "regression".
+        output: the labels' kind, an ``OutputKind`` ("classification" or "regression" are
+            accepted and converted).
         class_names: names of the classes (classification) or of the outputs (regression).
         name: a short identifier, used in cache keys and reports.
     """
 
     images: np.ndarray
     labels: np.ndarray
-    task: Task
+    output: Union[OutputKind, str]
     class_names: Sequence[str] = field(default_factory=tuple)
     name: str = "dataset"
 
@@ -37,16 +37,11 @@ class ImageDataset:
             raise InvalidInputError(f"images must be uint8, got {self.images.dtype}")
         if len(self.labels) != len(self.images):
             raise InvalidInputError(f"{len(self.images)} images but {len(self.labels)} labels")
-        if self.task == "classification":
-            if self.labels.ndim != 1:
-                raise InvalidInputError(f"classification labels must be (N,), got {self.labels.shape}")
-            self.labels = self.labels.astype(np.int64, copy=False)
-        elif self.task == "regression":
-            if self.labels.ndim != 2:
-                raise InvalidInputError(f"regression labels must be (N, D), got {self.labels.shape}")
-            self.labels = self.labels.astype(np.float32, copy=False)
-        else:
-            raise InvalidInputError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        try:
+            self.output = OutputKind.of(self.output)
+        except InvalidArgumentError as err:  # a dataset that names no kind is bad input
+            raise InvalidInputError(str(err)) from None
+        self.labels = self.output.check_labels(self.labels)
         self.class_names = tuple(self.class_names)
 
     def __len__(self) -> int:
@@ -55,9 +50,7 @@ class ImageDataset:
     @property
     def num_classes(self) -> int:
         """Number of classes (classification) or outputs (regression)."""
-        if self.task == "regression":
-            return self.labels.shape[1]
-        return len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+        return self.output.num_outputs(self.labels, self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -66,14 +59,14 @@ class ImageDataset:
 
     def subset(self, index: np.ndarray | slice) -> "ImageDataset":
         """A new dataset holding ``images[index]``, ``labels[index]``."""
-        return ImageDataset(self.images[index], self.labels[index], self.task, self.class_names, self.name)
+        return ImageDataset(self.images[index], self.labels[index], self.output, self.class_names, self.name)
 
     def replace(self, images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None) -> "ImageDataset":
         """A copy with images and/or labels swapped for new arrays of the same length."""
         return ImageDataset(
             self.images if images is None else images,
             self.labels if labels is None else labels,
-            self.task,
+            self.output,
             self.class_names,
             self.name,
         )

@@ -63,7 +63,7 @@ def make_gaze(
 
     Returns:
         ImageDataset with images (n, height, width, channels) uint8, labels (n, 2) float32
-        (pitch, yaw) radians, task "regression", class_names ("pitch", "yaw"), name "synthgaze".
+        (pitch, yaw) radians, output "regression", class_names ("pitch", "yaw"), name "synthgaze".
     """
     if channels not in (1, 3):
         raise InvalidArgumentError(f"channels must be 1 or 3, got {channels}")

@@ -203,13 +203,13 @@ def load_image_folder(root: PathLike, size: int = 32) -> ImageDataset:
 
 
 def save_npz(dataset: ImageDataset, path: PathLike) -> Path:
-    """Write a dataset to a compressed .npz (keys images, labels, task, class_names, name)."""
+    """Write a dataset to a compressed .npz (keys images, labels, output, class_names, name)."""
     path = Path(path)
     np.savez_compressed(
         path,
         images=dataset.images,
         labels=dataset.labels,
-        task=np.array(dataset.task),
+        output=np.array(dataset.output.value),
         class_names=np.array(list(dataset.class_names), dtype=str),
         name=np.array(dataset.name),
     )
@@ -223,23 +223,24 @@ def load_npz(path: PathLike) -> ImageDataset:
         raise DataFormatError(f"{path}: file not found (expected an .npz written by save_npz)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = {"images", "labels", "task"} - set(z.files)
+            kind_key = "output" if "output" in z.files else "task"  # "task": files written by 0.1
+            missing = {"images", "labels", kind_key} - set(z.files)
             if missing:
-                raise DataFormatError(f"{path}: missing keys {sorted(missing)} (expected images, labels, task, "
+                raise DataFormatError(f"{path}: missing keys {sorted(missing)} (expected images, labels, output, "
                                       "class_names, name)")
-            images, labels, task = z["images"], z["labels"], str(z["task"])
+            images, labels, output = z["images"], z["labels"], str(z[kind_key])
             class_names = tuple(str(c) for c in z["class_names"]) if "class_names" in z.files else ()
             name = str(z["name"]) if "name" in z.files else path.stem
     except DataFormatError:
         raise
     except Exception as exc:  # zip/format errors, object arrays refused by allow_pickle=False
         raise DataFormatError(f"{path}: not a readable .npz dataset ({exc})") from exc
-    if task == "classification" and not np.issubdtype(labels.dtype, np.integer):
+    if output == "classification" and not np.issubdtype(labels.dtype, np.integer):
         raise DataFormatError(f"{path}: classification labels must be integers, got {labels.dtype}")
-    if task == "regression" and not np.issubdtype(labels.dtype, np.floating):
+    if output == "regression" and not np.issubdtype(labels.dtype, np.floating):
         raise DataFormatError(f"{path}: regression labels must be floats, got {labels.dtype}")
     try:
-        return ImageDataset(images, labels, task, class_names, name)  # type: ignore[arg-type]
+        return ImageDataset(images, labels, output, class_names, name)
     except EdgeGuardError as exc:
         raise DataFormatError(f"{path}: {exc}") from exc
 

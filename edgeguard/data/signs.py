@@ -429,7 +429,7 @@ def make_signs(
 
     Returns:
         ImageDataset with images (n, size, size, 3) uint8, labels (n,) int64,
-        task "classification", name "synthsigns".
+        output "classification", name "synthsigns".
     """
     if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
         raise InvalidArgumentError(f"num_classes must be in [{MIN_CLASSES}, {MAX_CLASSES}], got {num_classes}")

@@ -5,7 +5,7 @@
 - **Spectral Signatures (SS**, Tran et al. 2018): train on the untrusted data, score every
   training sample by its squared projection on the top singular vector of its class's
   centred penultimate features, drop the ``removal_factor * poison_rate`` highest-scoring
-  fraction of each class and retrain from scratch on the rest. A regression task has no
+  fraction of each class and retrain from scratch on the rest. A regression dataset has no
   classes: its samples form one group.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def spectral_signature_scores(features: np.ndarray, groups: np.ndarray) -> np.nd
 def spectral_signature_keep(data: ImageDataset, model: nn.Module,
                             config: SpectralSignaturesConfig = SpectralSignaturesConfig()) -> np.ndarray:
     """(N,) bool: the training samples SS keeps, judged by ``model`` trained on ``data``."""
-    groups = data.labels if data.task == "classification" else np.zeros(len(data), dtype=np.int64)
+    groups = data.labels if data.output == "classification" else np.zeros(len(data), dtype=np.int64)
     scores = spectral_signature_scores(penultimate_features(model, data.images), groups)
     keep = np.ones(len(data), dtype=bool)
     for g in np.unique(groups):

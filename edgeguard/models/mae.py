@@ -267,13 +267,5 @@ class MaskedAutoencoder(nn.Module):
         return (err * mask).sum() / mask.sum()
 
 
-def token_of_pixel(size: int, config: MAEConfig) -> np.ndarray:
-    """For each pixel row (or column) of a ``size``-pixel image, the token row (or column)
-    it belongs to under BDMAE's nearest resize: floor(floor(j * S / size) / P)."""
-    j = np.arange(size)
-    scaled = np.floor(j * np.float32(config.img_size / size)).astype(np.int64)
-    return np.minimum(scaled, config.img_size - 1) // config.patch_size
-
-
-__all__ = ["MAEConfig", "MaskedAutoencoder", "sincos_pos_embed", "token_of_pixel",
+__all__ = ["MAEConfig", "MaskedAutoencoder", "sincos_pos_embed",
            "IMAGENET_MEAN", "IMAGENET_STD"]

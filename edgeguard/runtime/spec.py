@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
 from edgeguard.errors import InvalidArgumentError, ModelFormatError
+from edgeguard.outputs import OutputKind
 
 METADATA_KEY = "edgeguard.spec"
 ROLES = ("model", "restorer")
-OUTPUT_KINDS = ("classification", "regression")
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class ModelSpec:
         role: "model" (the network being protected) or "restorer" (BDMAE's masked autoencoder).
         input_shape: per-sample shape of the (first) input, (C, H, W); frames are float32,
             NCHW, values in [0, 1].
-        output: models: "classification" (one score per class) or "regression" (e.g. gaze
-            pitch and yaw in radians).
+        output: models: their ``OutputKind``, "classification" (one score per class) or
+            "regression" (e.g. gaze pitch and yaw in radians).
         outputs: models: the number of classes or of regression outputs.
         token_grid, patch_size: restorers: the MAE's G x G tokens of P x P pixels (its own input
             is G * P square; frames of another size are resized to it).
@@ -42,7 +42,7 @@ class ModelSpec:
 
     role: str
     input_shape: tuple[int, ...]
-    output: Optional[str] = None
+    output: Optional[OutputKind] = None
     outputs: Optional[int] = None
     token_grid: Optional[int] = None
     patch_size: Optional[int] = None
@@ -54,8 +54,7 @@ class ModelSpec:
         if len(self.input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in self.input_shape):
             raise InvalidArgumentError(f"input_shape must be three positive ints (C, H, W), got {self.input_shape}")
         if self.role == "model":
-            if self.output not in OUTPUT_KINDS:
-                raise InvalidArgumentError(f"a model's output must be one of {OUTPUT_KINDS}, got {self.output!r}")
+            object.__setattr__(self, "output", OutputKind.of(self.output))
             if self.outputs is not None and not (isinstance(self.outputs, int) and self.outputs > 0):
                 raise InvalidArgumentError(f"outputs must be a positive int, got {self.outputs!r}")
         else:
@@ -74,7 +73,7 @@ class ModelSpec:
         look for (``role``; ``task`` for models; ``mae_img_size``/``mae_patch_size`` for restorers)."""
         meta = {METADATA_KEY: json.dumps(asdict(self)), "role": self.role}
         if self.role == "model":
-            meta["task"] = self.output
+            meta["task"] = self.output.value
         else:
             meta.update(mae_img_size=str(self.mae_img_size), mae_patch_size=str(self.patch_size))
         return meta

@@ -107,12 +107,11 @@ def repair(model: nn.Module, generator: nn.Module, clean: ImageDataset, config: 
     if len(clean) < 2:
         raise InvalidInputError("repair needs at least 2 labelled clean images")
     if scan_config is None and config.rounds > 1:
-        scan_config = DRMGuardConfig(outputs="regression" if clean.task == "regression" else "softmax")
+        scan_config = DRMGuardConfig(outputs=clean.output.scan_outputs)
     labels = clean.labels
     if config.labels == "model":
         answers = predict(model, clean.images)
-        labels = answers.argmax(1).astype(clean.labels.dtype) if clean.task == "classification" \
-            else answers.astype(np.float32)
+        labels = clean.output.check_labels(clean.output.answer(answers))
     result = RepairResult(history=[], generators=[generator])
     for round_ in range(config.rounds):
         if round_ > 0:

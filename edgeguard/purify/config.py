@@ -1,0 +1,106 @@
+"""The purifier's settings: BDMAE's (PurifierConfig) and the video ones (StreamConfig)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from edgeguard import kernels
+from edgeguard.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class PurifierConfig:
+    """BDMAE settings; the defaults are the official code's.
+
+    Attributes:
+        rounds, masks_per_round: stage-1 masks (rp_init_out x rp_init_in = 5 x 5).
+        mask_ratio: stage-1 share of tokens per mask.
+        refine_steps: refinement iterations per score (rp_refine).
+        beta: refinement score step.
+        neighbour_bonus: growth bonus for tokens 4-adjacent to the blob (topo_po).
+        image_score_cut: S_i level that counts a token as a candidate (sets K for S_i).
+        alpha: weight of the image score in the combined score.
+        thresholds: the five token-score thresholds of the nested purification masks.
+        max_masked: largest share of tokens the loosest threshold may select.
+        cap_factor, cap_steps: the cap raises thresholds by scaling 1 - tau with cap_factor,
+            at most cap_steps times.
+        ssim_mode: "mean" (per-token average of the SSIM map) or "point" (one pixel per
+            token, as the official code reads it).
+        ssim_border: "replicate" (official) or "reflect" padding of the SSIM window.
+        tolerance_deg: regression: an output counts as changed when it moves by more than
+            this angle (gaze (pitch, yaw) in radians).
+        early_exit: None (faithful) or a share in [0, 1): frames whose stage-1 answers moved
+            on at most this share of the 25 restorations are taken as clean and returned
+            unchanged, skipping refinement and purification (0.0: exit only when no
+            restoration moved the answer). Not in BDMAE; it trades a little robustness to
+            triggers that few masks remove for clean accuracy and about half the compute.
+        seed: mask randomness; every image uses the same stream, so results do not depend
+            on batch composition (official seed 33333).
+        max_batch: largest batch sent to an engine at once (memory bound only).
+    """
+
+    rounds: int = 5
+    masks_per_round: int = 5
+    mask_ratio: float = 0.75
+    refine_steps: int = 10
+    beta: float = 0.05
+    neighbour_bonus: float = 0.5
+    image_score_cut: float = 0.2
+    alpha: float = 0.5
+    thresholds: tuple[float, ...] = (0.60, 0.55, 0.50, 0.45, 0.40)
+    max_masked: float = 0.25
+    cap_factor: float = 0.99
+    cap_steps: int = 200
+    ssim_mode: str = "mean"
+    ssim_border: str = "replicate"
+    tolerance_deg: float = 5.0
+    early_exit: Optional[float] = None
+    seed: int = 33333
+    max_batch: int = 512
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.masks_per_round < 1:
+            raise InvalidArgumentError("rounds and masks_per_round must be >= 1")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise InvalidArgumentError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise InvalidArgumentError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not self.thresholds or list(self.thresholds) != sorted(self.thresholds, reverse=True):
+            raise InvalidArgumentError(f"thresholds must be non-empty and descending, got {self.thresholds}")
+        if self.ssim_mode not in kernels.MODES or self.ssim_border not in kernels.BORDERS:
+            raise InvalidArgumentError(f"ssim_mode in {kernels.MODES}, ssim_border in {kernels.BORDERS}")
+        if self.early_exit is not None and not 0.0 <= self.early_exit < 1.0:
+            raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Video settings of ``Purifier.stream`` (not in BDMAE; measured by benchmarks/stream.py).
+
+    Consecutive frames of a camera are nearly the same picture, so a frame can build on the
+    previous frame's stage-1 scores instead of starting over.
+
+    Attributes:
+        warm_start: False gives every frame the full method (faithful).
+        momentum: share of the previous frame's stage-1 token scores a warm frame keeps; its
+            own single round of 5 masks gives the rest. The rounds rotate frame by frame, so
+            five frames together see the faithful 25 masks.
+        refine_steps: refinement steps per score on a warm frame (faithful: 10).
+        scene_cut: mean |frame - previous frame| (on the [0, 1] scale) above which the frame
+            starts cold: the scene changed. A frame on which the model answers differently
+            from the previous frame also starts cold.
+        flip_jump: a warm frame whose share of answer-moving restorations differs from the
+            previous frame's by more than this starts cold: a trigger appeared or left.
+    """
+
+    warm_start: bool = True
+    momentum: float = 0.6
+    refine_steps: int = 4
+    scene_cut: float = 0.08
+    flip_jump: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.momentum < 1.0:
+            raise InvalidArgumentError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.refine_steps < 0 or self.scene_cut < 0 or not 0.0 <= self.flip_jump <= 1.0:
+            raise InvalidArgumentError("refine_steps and scene_cut must be >= 0, flip_jump in [0, 1]")
