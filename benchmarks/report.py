@@ -1,17 +1,25 @@
-"""Markdown tables from benchmark JSON: ``python -m benchmarks.report benchmarks/results/attacks.json``.
+"""Markdown tables from benchmark JSON.
 
-README tables are pasted from this script's output, so every figure there comes from a
-committed results file.
+    python -m benchmarks.report benchmarks/results/attacks.json   # print one file's tables
+    python -m benchmarks.report --update docs/results.md          # regenerate a page's tables
+
+A page marks each generated block with ``<!-- report PATH -->`` ... ``<!-- /report -->``;
+``--update`` rewrites what lies between from the JSON at PATH (relative to the repository)
+and leaves the prose around it alone, so every figure in the tables comes from a committed
+results file. tests/test_results_page.py fails when docs/results.md is not up to date.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 _SKIP = {"task", "all_to_all"}
+ROOT = Path(__file__).resolve().parents[1]
+_BLOCK = re.compile(r"(<!-- report (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 
 
 def _fmt(v) -> str:
@@ -124,11 +132,28 @@ def _table(rows: list[dict], cols: list[str]) -> list[str]:
     return lines + [""]
 
 
+def update_page(text: str, root: Path = ROOT) -> str:
+    """``text`` with every marked block regenerated from its JSON file."""
+    def fresh(match: re.Match) -> str:
+        record = json.loads((root / match["path"]).read_text())
+        return match.group(1) + markdown(record).strip() + "\n" + match.group(4)
+
+    return _BLOCK.sub(fresh, text)
+
+
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         print(__doc__)
         return 2
+    if args[0] == "--update":
+        for page in map(Path, args[1:]):
+            text = page.read_text()
+            updated = update_page(text)
+            if updated != text:
+                page.write_text(updated)
+            print(f"{page}: {'updated' if updated != text else 'up to date'}")
+        return 0
     for path in args:
         print(markdown(json.loads(Path(path).read_text())))
     return 0

@@ -62,7 +62,7 @@ def scanners(quick: bool, dataset: str = "gaze") -> dict:
                 "drmguard-residual": (scan, DRMGuardConfig(outputs=outputs, trigger="residual", **size)),
                 "drmguard-residual-rf-mtr": (scan, DRMGuardConfig(outputs=outputs, trigger="residual",
                                                                   **paper_terms, **size))}
-    # The variants behind the defaults (README, "DRMGuard: zoos as data ..."): the previous
+    # The variants behind the defaults (docs/results.md, "DRMGuard: zoos as data ..."): the previous
     # default (residual generator, lambda_sim 80, the paper's r_f at 800, MTR at 5), and the
     # mask x pattern generator with each of the paper's terms put back.
     variants = {
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1,
                    help="models trained and scanned at once, each on cores/jobs threads (default 1: torch's own "
                         "thread count). Training the small victims gains little from a second thread, scanning "
-                        "does: time both on your machine (README). Statistics move slightly with the "
+                        "does: time both on your machine (docs/results.md). Statistics move slightly with the "
                         "thread count")
     p.add_argument("--scan-jobs", type=int,
                    help="models scanned at once (default: --jobs); e.g. --jobs 2 --scan-jobs 1 trains two "

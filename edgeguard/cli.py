@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=300, help="clean images the scan uses (default 300)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold: flagged below it. The "
-                   "shipped default was calibrated on benign SynthGaze models (README); for your models use "
+                   "shipped default was calibrated on benign SynthGaze models (docs/user_guide.md); for your models use "
                    "--calibrate, or a threshold you calibrated before")
     p.add_argument("--calibrate", nargs="+", metavar="TRUSTED", help="weights of models you trust (benign, same "
                    "dataset): each is scanned on the same frames and the threshold becomes 0.85 x the median "

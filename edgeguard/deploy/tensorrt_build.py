@@ -6,7 +6,7 @@ fp16 comes from the ONNX itself (converted here with onnxconverter-common, keepi
 outputs, LayerNorm, Softmax and reductions in fp32). int8 arrives as a Q/DQ ONNX
 (edgeguard.deploy.quantize), which 8.6-10 build with the INT8 flag and 11 as typed.
 
-Not exercised by this repository's CI (no TensorRT there); see README for what was verified.
+Not exercised by this repository's CI (no TensorRT there); see docs/results.md, "What is verified where".
 """
 from __future__ import annotations
 

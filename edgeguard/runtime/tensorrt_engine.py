@@ -8,7 +8,7 @@ Device buffers are allocated once at each tensor's largest shape, pinned host bu
 the copies. With ``cuda_graph=True`` the enqueue of a static profile (min = opt = max, the
 camera path) is captured once into a CUDA graph and replayed (needs cuda-python).
 
-Not exercised by this repository's CI (no TensorRT there); see README for what was verified.
+Not exercised by this repository's CI (no TensorRT there); see docs/results.md, "What is verified where".
 """
 from __future__ import annotations
 
