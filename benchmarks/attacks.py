@@ -46,7 +46,7 @@ def _row(victim, dataset: str, attack: str, all_to_all: bool, reference) -> dict
 
 def victim_config(size: dict, dataset: str, attack: str, all_to_all: bool = False):
     """The VictimConfig this benchmark trains for one row (other benchmarks reuse the cache)."""
-    from edgeguard.victims import DATASETS, VictimConfig
+    from edgeguard.bench.victims import DATASETS, VictimConfig
 
     options = {"iab": {"mask_epochs": size["mask_epochs"]}, **SMALL_VICTIM_OPTIONS}.get(attack, {})
     return VictimConfig(dataset=dataset, attack=attack, all_to_all=all_to_all, attack_options=options,
@@ -56,7 +56,7 @@ def victim_config(size: dict, dataset: str, attack: str, all_to_all: bool = Fals
 
 def main(argv=None) -> int:
     args = common.parser("attacks", __doc__).parse_args(argv)
-    from edgeguard.victims import get_victim
+    from edgeguard.bench.victims import get_victim
 
     size = SIZES["quick" if args.quick else "full"]
 

@@ -77,7 +77,7 @@ def _train_overhead(dataset: str, config, guard_config, guard_at: str) -> float:
     from edgeguard.eigenguard import protect
     from edgeguard.models import create_model
     from edgeguard.train import fit
-    from edgeguard.victims import DATASETS, make_datasets
+    from edgeguard.bench.victims import DATASETS, make_datasets
 
     spec = DATASETS[dataset]
     data = make_datasets(dataclasses.replace(config, n_train=1024, n_test=8))[0]
@@ -124,7 +124,7 @@ def rows_for(size: dict, dataset: str, attack: str, guard_config, guard_at: str,
     from edgeguard.models import create_model
     from edgeguard.runtime import load_engine
     from edgeguard.train import fit
-    from edgeguard.victims import DATASETS, get_victim, make_datasets, poisoned_training_set
+    from edgeguard.bench.victims import DATASETS, get_victim, make_datasets, poisoned_training_set
 
     config = victim_config(size, dataset, attack)
     base = {"task": dataset, "attack": attack}

@@ -95,9 +95,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from edgeguard.deploy import export_model, export_restorer
     from edgeguard.purify import PurifierConfig
-    from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
+    from edgeguard.bench.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
     from edgeguard.runtime import load_engine
-    from edgeguard.victims import get_victim, restorer_images
+    from edgeguard.bench.victims import get_victim, restorer_images
 
     mode = "quick" if args.quick else "full"
     size, n = SIZES[mode], EVAL[mode]

@@ -6,7 +6,7 @@
     python -m benchmarks.scan --quick --jobs 2 --json /tmp/scan.json         # two models at a time
     python -m benchmarks.scan --quick --jobs 2 --scan-jobs 1 --json /tmp/scan.json  # train 2, scan 1
 
-The zoo is a JSON file (schema and the learned-only rule: benchmarks/zoo.py): benign models
+The zoo is a JSON file (schema and the learned-only rule: edgeguard/bench/zoo.py): benign models
 and backdoored ones per attack, each with its own seed and target. A backdoored model is
 scanned only if it learned its attack (gaze ASR@5deg >= 0.8, signs ASR >= 0.9 on held-out
 triggered frames, after at most two retrains); the others are listed under ``dropped``.
@@ -37,6 +37,7 @@ import numpy as np
 from benchmarks import common
 from edgeguard.errors import InvalidArgumentError
 
+ZOO_DIR = Path(__file__).parent / "zoos"  # the committed zoo files (schema: edgeguard/bench/zoo.py)
 DEFAULT_ZOOS = {("gaze", True): "gaze_quick.json", ("gaze", False): "gaze_full.json",
                 ("signs", True): "signs_quick.json", ("signs", False): "signs_full.json"}
 
@@ -86,7 +87,7 @@ DEFAULT_METHODS = {"gaze": ["drmguard", "nc"], "signs": ["drmguard"]}
 
 def _clean_frames(victim, count: int):
     """The labelled clean frames a scan (and the repair) of ``victim`` uses: held-out data."""
-    from edgeguard.victims import DATASETS
+    from edgeguard.bench.victims import DATASETS
 
     config = victim.config
     return DATASETS[config.dataset].make_data(count, 90000 + config.seed, config.num_classes)
@@ -191,7 +192,7 @@ def repair_rows(members: list, scans: dict, scan_images: int, scan_config=None) 
     import copy
 
     from edgeguard.scan import repair
-    from edgeguard.victims import evaluate
+    from edgeguard.bench.victims import evaluate
 
     rows = []
     for model, victim in members:
@@ -216,7 +217,7 @@ def _train_job(zoo, name: str, threads: int) -> list[dict]:
     """Train (or load) one model of ``zoo`` under the learned-only rule -> its ``dropped`` records."""
     import torch
 
-    from benchmarks.zoo import train_zoo
+    from edgeguard.bench.zoo import train_zoo
 
     torch.set_num_threads(threads)
     return train_zoo(zoo.subset([name]))[1]
@@ -226,7 +227,7 @@ def _scan_job(zoo, name: str, methods: dict, repair: bool, threads: int) -> tupl
     """Scan one (trained, learned) model of ``zoo`` with every method -> (records, repair rows)."""
     import torch
 
-    from benchmarks.zoo import train_zoo
+    from edgeguard.bench.zoo import train_zoo
 
     torch.set_num_threads(threads)
     members, _ = train_zoo(zoo.subset([name]))  # from the cache _train_job filled
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
     p = common.parser("scan", __doc__)
     p.add_argument("--dataset", "--task", dest="dataset", default="gaze", choices=["gaze", "signs"],
                    help="which committed zoo to run when --zoo is not given (default gaze)")
-    p.add_argument("--zoo", help="a zoo file (schema: benchmarks/zoo.py); default benchmarks/zoos/"
+    p.add_argument("--zoo", help="a zoo file (schema: edgeguard/bench/zoo.py); default benchmarks/zoos/"
                                  "{gaze,signs}_{quick,full}.json by --dataset and --quick")
     p.add_argument("--methods", help="comma-separated scanners to run (default: the dataset's; see scanners())")
     p.add_argument("--models", help="comma-separated model names of the zoo to run (default: all)")
@@ -327,7 +328,7 @@ def main(argv=None) -> int:
             return rescore(args.rescore, args.json)
         except InvalidArgumentError as err:
             p.error(str(err))
-    from benchmarks.zoo import ZOO_DIR, ZooError, load_zoo
+    from edgeguard.bench.zoo import ZooError, load_zoo
 
     zoo = load_zoo(args.zoo or ZOO_DIR / DEFAULT_ZOOS[(args.dataset, args.quick)])
     if args.models:

@@ -63,7 +63,7 @@ def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
 def _video_32(size: dict):
     """The demo victim, its restorer and the video."""
     from edgeguard.data.video import make_trigger_video
-    from edgeguard.demo import demo_models
+    from edgeguard.bench.demo import demo_models
 
     victim, mae = demo_models()
     bd = victim.backdoor

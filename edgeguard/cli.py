@@ -52,7 +52,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def _victim_config(args: argparse.Namespace, attack: str):
     from edgeguard.train import TrainConfig
-    from edgeguard.victims import DATASETS, VictimConfig
+    from edgeguard.bench.victims import DATASETS, VictimConfig
 
     if args.dataset not in DATASETS:
         raise InvalidArgumentError(f"unknown dataset {args.dataset!r}; choose one of {sorted(DATASETS)}")
@@ -85,7 +85,7 @@ def _eigenguard(spec: Optional[str]):
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from edgeguard.victims import get_victim
+    from edgeguard.bench.victims import get_victim
 
     from edgeguard.attacks import list_attacks
 
@@ -106,7 +106,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgeguard.demo import run_demo
+    from edgeguard.bench.demo import run_demo
 
     run_demo(args.out, attack=args.attack, progress=not args.quiet)
     return 0
@@ -121,7 +121,7 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
     from edgeguard.data.photos import random_crops
     from edgeguard.data.signs import make_signs
     from edgeguard.deploy import export_restorer
-    from edgeguard.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
+    from edgeguard.bench.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
 
     config = RestorerConfig(steps=args.steps, seed=args.seed)
     finetune, images = None, None
@@ -224,7 +224,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                                 threshold_from_trusted)
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
-    from edgeguard.victims import DATASETS
+    from edgeguard.bench.victims import DATASETS
 
     if args.dataset not in DATASETS:
         raise InvalidArgumentError(f"unknown dataset {args.dataset!r}; choose one of {sorted(DATASETS)}")

@@ -3,7 +3,7 @@
 An ``OutputKind`` turns raw outputs into the answer, decides whether an answer moved, checks
 labels, names the training loss and computes the standard metrics. Datasets, model specs,
 the purifier, training, attacks and the scanner all hold one; the *dataset* (signs, gaze) is
-a separate notion (``edgeguard.victims.DATASETS``).
+a separate notion (``edgeguard.bench.victims.DATASETS``).
 
     >>> import numpy as np
     >>> kind = OutputKind.of("classification")

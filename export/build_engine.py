@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args) -> list[Path]:
     """ONNX files of the cached model (and restorer) of ``args.dataset`` in --out-dir."""
     from edgeguard.deploy import export_model, export_restorer
-    from edgeguard.victims import DATASETS, VictimConfig, get_victim, model_spec, restorer_images
+    from edgeguard.bench.victims import DATASETS, VictimConfig, get_victim, model_spec, restorer_images
 
     out = Path(args.out_dir)
     config = VictimConfig(dataset=args.dataset, attack=args.attack, width=args.width)
@@ -66,7 +66,7 @@ def _export(args) -> list[Path]:
     spec = model_spec(config)
     paths = [export_model(model, out / "model.onnx", spec)]
     if args.restorer:
-        from edgeguard.restorer import FINETUNE, get_restorer
+        from edgeguard.bench.restorer import FINETUNE, get_restorer
 
         mae = get_restorer(finetune=FINETUNE, images=restorer_images(config))
         paths.append(export_restorer(mae, out / "mae.onnx", spec.input_shape))

@@ -50,7 +50,7 @@ def open_source(cv2, source: str):
 
 def demo_engines(workdir: Path):
     """The demo's model and restorer as ONNX engines (trained and cached on first use)."""
-    from edgeguard.demo import demo_models
+    from edgeguard.bench.demo import demo_models
     from edgeguard.deploy import export_model, export_restorer
 
     victim, mae = demo_models()

@@ -170,7 +170,7 @@ def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
 
 def test_restorer_training_caches_and_fine_tunes():
     from edgeguard.errors import InvalidInputError
-    from edgeguard.restorer import RestorerConfig, get_restorer, restoration_psnr, train_mae
+    from edgeguard.bench.restorer import RestorerConfig, get_restorer, restoration_psnr, train_mae
 
     config = RestorerConfig(steps=3, batch_size=8, warmup_steps=1)
     first = get_restorer(config, progress=False)
@@ -188,7 +188,7 @@ def test_restorer_training_caches_and_fine_tunes():
 
 def test_fine_tuned_restorer_is_cached_per_image_set():
     from edgeguard.errors import InvalidArgumentError
-    from edgeguard.restorer import RestorerConfig, get_restorer
+    from edgeguard.bench.restorer import RestorerConfig, get_restorer
 
     config = RestorerConfig(steps=2, batch_size=8, warmup_steps=1)
     tune = RestorerConfig(steps=2, batch_size=8, warmup_steps=1, lr=5e-4)

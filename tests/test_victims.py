@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 from edgeguard import cache
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.train import TrainConfig, predict
-from edgeguard.victims import VictimConfig, get_victim
+from edgeguard.bench.victims import VictimConfig, get_victim
 
 TINY = dict(n_train=512, n_test=128, num_classes=16, train=TrainConfig(epochs=1, batch_size=64))
 

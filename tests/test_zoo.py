@@ -1,10 +1,11 @@
-"""Zoo files (benchmarks/zoo.py): the schema, its errors, and the learned-only rule."""
+"""Zoo files (edgeguard/bench/zoo.py): the schema, its errors, and the learned-only rule."""
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.zoo import RESEED, ZOO_DIR, ZooError, load_zoo, parse_zoo, train_zoo
+from benchmarks.scan import ZOO_DIR
+from edgeguard.bench.zoo import RESEED, ZooError, load_zoo, parse_zoo, train_zoo
 
 GOOD = {"dataset": "gaze", "epochs": 4, "models": [
     {"attack": "none", "seed": 1},

@@ -4,8 +4,8 @@ through the softmax extension), the adapted Neural Cleanse baseline, repair and 
     from edgeguard.scan import DRMGuardConfig, scan
     result = scan(model, clean_images, DRMGuardConfig(steps=500))
 """
-from edgeguard.scan.drmguard import (ANY_COLLAPSE, CALIBRATION_MARGIN, DRMGuardConfig, ScanResult, angle_variance,
-                                     calibrate, scan, threshold_from_trusted)
+from edgeguard.scan.calibration import ANY_COLLAPSE, CALIBRATION_MARGIN, calibrate, threshold_from_trusted
+from edgeguard.scan.drmguard import DRMGuardConfig, ScanResult, angle_variance, scan
 from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
 from edgeguard.scan.repair import RepairConfig, RepairResult, repair
 

@@ -32,20 +32,18 @@ clean one): a small change that leaves the outputs spread out is no trigger.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from edgeguard.data.dataset import to_float_nchw
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.scan.generator import MaskPatternGenerator, TriggerGenerator
+from edgeguard.scan.plumbing import as_float_images, batched, frozen_eval, linear_head, output_variance
 
 log = logging.getLogger(__name__)
 
@@ -191,65 +189,6 @@ class ScanResult:
                 f"{self.seconds:.0f} s")
 
 
-def as_float_images(images) -> torch.Tensor:
-    """(N, H, W, C) uint8 or (N, C, H, W) float in [0, 1] -> float32 (N, C, H, W) tensor."""
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if arr.ndim != 4:
-        raise InvalidInputError(f"images must be a batch (N, H, W, C) uint8 or (N, C, H, W) float, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        arr = to_float_nchw(arr)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-            raise InvalidInputError("float images must be finite and in [0, 1]")
-        arr = arr.astype(np.float32)
-    else:
-        raise InvalidInputError(f"images must be uint8 or float, got {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
-def _head(model: nn.Module, name: str) -> nn.Linear:
-    try:
-        head = model.get_submodule(name)
-    except AttributeError:
-        raise InvalidArgumentError(f"model has no module {name!r}; pass the name of its final linear layer") from None
-    if not isinstance(head, nn.Linear):
-        raise InvalidArgumentError(f"{name!r} is a {type(head).__name__}; DRMGuard needs a linear head (f = W^T F(x) + b)")
-    return head
-
-
-@contextmanager
-def frozen_eval(model: nn.Module):
-    """Within the block ``model`` is in eval mode with no gradients to its parameters;
-    both are restored after."""
-    was_training = model.training
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    model.eval()
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(was_training)
-
-
-@torch.no_grad()
-def batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``fn`` applied to ``x`` in chunks of ``batch_size`` rows, concatenated, without gradients."""
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def output_variance(model: nn.Module, x: torch.Tensor, softmax: bool = False) -> torch.Tensor:
-    """sum_j Var_i f_j(x_i) over the clean images x (N, C, H, W) (of the softmax of f when
-    ``softmax``); raises when it is zero."""
-    out = batched(lambda b: model(b).float(), x)
-    variance = (out.softmax(dim=1) if softmax else out).var(dim=0).sum()
-    if not torch.isfinite(variance) or variance <= 0:
-        raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
-    return variance
-
-
 def angle_variance(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """r_f: sum over outputs j of the batch variance of angle(features_i, weight_j).
 
@@ -364,7 +303,7 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
         raise InvalidInputError("need at least 2 clean images")
     softmax = config.outputs == "softmax"
     use_angles = not softmax and config.lambda_feat > 0
-    head = _head(model, config.head) if use_angles else None
+    head = linear_head(model, config.head) if use_angles else None
     t0 = time.perf_counter()
     captured = {}
     hook = head.register_forward_pre_hook(lambda _m, inputs: captured.__setitem__("features", inputs[0])) if use_angles else None
@@ -408,52 +347,3 @@ def scan(model: nn.Module, images, config: DRMGuardConfig = DRMGuardConfig(), pr
                         change=best["statistic"], reference_change=reference)
     log.info("%s", result)
     return result
-
-
-# The calibration margin: a threshold this fraction of the trusted models' median statistic.
-# Why 0.85: on the benign models of the development and quick gaze zoos (11, each against the
-# median of the others in its zoo) the statistic sits at 0.92-1.09 of that median but for one
-# odd model (0.68); the robust spread (1.4826 x MAD) of those ratios is 0.045, and 0.85 is three
-# of it below 1 (docs/decisions.md).
-CALIBRATION_MARGIN = 0.85
-
-
-def calibrate(statistics: "list[float] | np.ndarray", quantile: float = 0.5,
-              margin: float = CALIBRATION_MARGIN) -> float:
-    """A threshold from benign models' statistics only (a user has no backdoored models):
-    ``margin`` times their ``quantile`` (default: the median, so one odd trusted model does not
-    move it; the smallest benign statistic, ``quantile=0``, did).
-
-    >>> round(calibrate([0.013, 0.014, 0.009]), 5)
-    0.01105
-    """
-    values = np.asarray(statistics, dtype=np.float64)
-    if values.size == 0 or not np.isfinite(values).all():
-        raise InvalidArgumentError("need finite statistics of at least one benign model")
-    if not 0.0 <= quantile <= 1.0 or margin <= 0:
-        raise InvalidArgumentError(f"quantile must be in [0, 1] and margin positive, got {quantile}, {margin}")
-    return float(margin * np.quantile(values, quantile))
-
-
-ANY_COLLAPSE = math.inf
-
-
-def threshold_from_trusted(statistics: Sequence[float], collapsed: Sequence[bool],
-                           margin: float = CALIBRATION_MARGIN) -> float:
-    """The decision threshold from scans of trusted (benign) models: their statistics and
-    whether each search's outputs collapsed (``ScanResult.statistic``, ``.collapsed``).
-
-    Only collapsed searches calibrate: one that never collapsed found no edit that acts like a
-    trigger, so its change says nothing about a trigger's size. The threshold is ``calibrate``
-    of the collapsed ones; if none collapsed, ``ANY_COLLAPSE`` (inf): a scanned model is then
-    flagged as soon as its outputs collapse at all.
-
-    >>> round(threshold_from_trusted([0.02, 0.001, 0.015], [True, False, True]), 5)
-    0.01488
-    >>> threshold_from_trusted([0.001], [False])
-    inf
-    """
-    if len(statistics) != len(collapsed):
-        raise InvalidArgumentError(f"{len(statistics)} statistics but {len(collapsed)} collapse flags")
-    used = [s for s, c in zip(statistics, collapsed) if c]
-    return calibrate(used, margin=margin) if used else ANY_COLLAPSE

@@ -22,7 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
-from edgeguard.scan.drmguard import ScanResult, as_float_images, batched, frozen_eval, output_variance
+from edgeguard.scan.drmguard import ScanResult
+from edgeguard.scan.plumbing import as_float_images, batched, frozen_eval, output_variance
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import numpy as np
 from torch import nn
 
-from edgeguard.scan.drmguard import ScanResult, as_float_images, batched, frozen_eval
+from edgeguard.scan.drmguard import ScanResult
+from edgeguard.scan.plumbing import as_float_images, batched, frozen_eval
 
 
 def scan_record(result: ScanResult, method: str, **extra: Any) -> dict[str, Any]:

@@ -43,7 +43,6 @@ from typing import Any, Optional
 
 from edgeguard.errors import InvalidArgumentError
 
-ZOO_DIR = Path(__file__).parent / "zoos"
 DATASET_DEFAULTS = {"gaze": {"min_learned": 0.8, "learned_metric": "asr_at_5deg"},
                  "signs": {"min_learned": 0.9, "learned_metric": "asr"}}
 _TOP_KEYS = {"dataset", "task", "n_train", "n_test", "epochs", "width", "scan_images", "min_learned", "retry_epochs",
@@ -102,7 +101,7 @@ class Zoo:
 
     def victim_config(self, model: ZooModel, epochs: Optional[int] = None, seed: Optional[int] = None):
         """The VictimConfig of ``model`` (at ``epochs`` and ``seed`` if given: a retry)."""
-        from edgeguard.victims import DATASETS, VictimConfig
+        from edgeguard.bench.victims import DATASETS, VictimConfig
 
         seed = model.seed if seed is None else seed
         epochs = epochs or model.epochs or self.epochs
@@ -151,7 +150,7 @@ def _fraction(value, where: str, low_open: bool = True) -> float:
 
 
 def _target(value, dataset: str, where: str):
-    from edgeguard.victims import VictimConfig
+    from edgeguard.bench.victims import VictimConfig
 
     if dataset == "gaze":
         if not (isinstance(value, list) and len(value) == 2 and all(
@@ -270,7 +269,7 @@ def train_zoo(zoo: Zoo, progress: bool = False, get_victim=None) -> tuple[list, 
     dropped. Returns ([(ZooModel, Victim)], dropped), ``dropped`` one record per model that
     never learned, with the ASR of each try."""
     if get_victim is None:
-        from edgeguard.victims import get_victim
+        from edgeguard.bench.victims import get_victim
 
     members, dropped = [], []
     for model in zoo.models:

@@ -20,8 +20,8 @@ from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accu
 def demo_models(attack: str = "badnets", progress: bool = True):
     """The demo's (victim, restorer): a backdoored SynthSigns classifier and the tiny MAE
     fine-tuned on clean SynthSigns frames, trained and cached on first use."""
-    from edgeguard.restorer import FINETUNE, get_restorer
-    from edgeguard.victims import VictimConfig, get_victim, restorer_images
+    from edgeguard.bench.restorer import FINETUNE, get_restorer
+    from edgeguard.bench.victims import VictimConfig, get_victim, restorer_images
 
     victim = get_victim(VictimConfig(dataset="signs", attack=attack), progress=progress)
     return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
