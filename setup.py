@@ -6,12 +6,14 @@
 ``edgeguard._cuda`` (optional): the Cython wrapper of libedgeguard_cuda, built only when
 that library exists (``make cuda`` builds it into build-cuda/; EDGEGUARD_CUDA_LIB_DIR points
 elsewhere) and the CUDA runtime headers are found (CUDA_HOME, CUDA_PATH or /usr/local/cuda).
-The wrapper finds the library at run time through an rpath to that folder.
+The library is copied into the package next to the wrapper, whose rpath is ``$ORIGIN``: an
+installed wheel needs neither the building checkout nor LD_LIBRARY_PATH.
 
 The Cython wrappers use typed memoryviews (buffer protocol), so no numpy headers are needed.
 Generated C files go to build/.
 """
 import os
+import shutil
 import tempfile
 
 from Cython.Build import cythonize
@@ -49,6 +51,11 @@ class BuildExt(build_ext):
             ext.extra_compile_args = ["/O2" if msvc else "-O3", *omp]
             ext.extra_link_args = [] if msvc else list(omp)
         super().build_extensions()
+        for ext in self.extensions:
+            bundled = getattr(ext, "bundled_libraries", ())
+            target = os.path.dirname(self.get_ext_fullpath(ext.name))
+            for lib in bundled:  # next to the wrapper, where its $ORIGIN rpath looks
+                shutil.copy2(lib, os.path.join(target, os.path.basename(lib)))
 
 
 def _cuda_extension():
@@ -64,8 +71,10 @@ def _cuda_extension():
         print("edgeguard: CUDA headers not found (set CUDA_HOME), skipping edgeguard._cuda")
         return None
     print(f"edgeguard: building edgeguard._cuda against {lib_dir}")
-    return Extension("edgeguard._cuda", sources=["csrc/_cuda.pyx"], include_dirs=["csrc", include],
-                     libraries=["edgeguard_cuda"], library_dirs=[lib_dir], runtime_library_dirs=[lib_dir])
+    ext = Extension("edgeguard._cuda", sources=["csrc/_cuda.pyx"], include_dirs=["csrc", include],
+                    libraries=["edgeguard_cuda"], library_dirs=[lib_dir], runtime_library_dirs=["$ORIGIN"])
+    ext.bundled_libraries = [os.path.join(lib_dir, "libedgeguard_cuda.so")]
+    return ext
 
 
 extensions = [

@@ -25,6 +25,10 @@ from edgeguard.outputs import OutputKind
 
 log = logging.getLogger(__name__)
 
+OPTIMIZERS = ("sgd", "adam")
+LOSSES = {"cross_entropy": F.cross_entropy, "l1": F.l1_loss, "mse": F.mse_loss}
+PRECISIONS = ("fp32", "bf16", "auto")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -54,6 +58,19 @@ class TrainConfig:
     loss: str = "auto"
     seed: int = 0
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidArgumentError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidArgumentError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.crop_padding < 0:
+            raise InvalidArgumentError(f"need lr > 0, momentum in [0, 1), weight_decay >= 0, crop_padding >= 0; got "
+                                       f"{self.lr}, {self.momentum}, {self.weight_decay}, {self.crop_padding}")
+        if self.loss not in ("auto", *LOSSES):
+            raise InvalidArgumentError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)} or 'auto'")
+        if self.precision not in PRECISIONS:
+            raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class BatchHook(Protocol):
@@ -93,8 +110,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 def use_bf16(precision: str) -> bool:
     """Whether a precision setting means bf16 autocast on this machine."""
-    if precision not in ("fp32", "bf16", "auto"):
-        raise InvalidArgumentError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -108,10 +125,9 @@ def loss_function(output: Union[OutputKind, str], name: str = "auto"):
     classification, L1 for regression)."""
     if name == "auto":
         name = OutputKind.of(output).loss
-    losses = {"cross_entropy": F.cross_entropy, "l1": F.l1_loss, "mse": F.mse_loss}
-    if name not in losses:
-        raise InvalidArgumentError(f"unknown loss {name!r}; choose one of {sorted(losses)} or 'auto'")
-    return losses[name]
+    if name not in LOSSES:
+        raise InvalidArgumentError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)} or 'auto'")
+    return LOSSES[name]
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, history: TrainHistory,
@@ -165,10 +181,8 @@ def fit(
     steps_per_epoch = len(data) // config.batch_size
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    elif config.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
-        raise InvalidArgumentError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     history = TrainHistory()
     start = 0

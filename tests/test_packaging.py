@@ -47,3 +47,21 @@ def test_a_wheel_built_from_the_sdist_passes_the_torch_free_tests_in_a_clean_ven
     done = subprocess.run([str(ROOT / ".ci" / "wheel_check")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "imported the checkout" not in done.stdout and " passed" in done.stdout
+
+
+def test_the_cuda_wrapper_finds_its_library_inside_the_package():
+    # The wrapper must not depend on the building checkout: its library sits next to it and
+    # its only search path is $ORIGIN (read from the ELF dynamic section).
+    if shutil.which("readelf") is None:
+        pytest.skip("needs readelf (binutils)")
+    try:
+        from edgeguard import _cuda
+    except ImportError:
+        pytest.skip("edgeguard._cuda is not built here (no nvcc when installed)")
+    wrapper = Path(_cuda.__file__)
+    dynamic = subprocess.run(["readelf", "-d", str(wrapper)], capture_output=True, text=True, check=True).stdout
+    paths = [line.split("[", 1)[1].rstrip("]").split(":") for line in dynamic.splitlines() if "RPATH" in line
+             or "RUNPATH" in line]
+    assert paths and "$ORIGIN" in paths[0], dynamic
+    assert not [p for p in paths[0] if str(ROOT) in p], f"the wrapper points into the checkout: {paths[0]}"
+    assert (wrapper.parent / "libedgeguard_cuda.so").is_file()

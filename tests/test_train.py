@@ -135,8 +135,8 @@ def test_bf16_autocast_trains_and_leaves_fp32_contiguous_weights(toy_train):
     assert history.loss[-1] < history.loss[0]
     weight = model.conv1.weight
     assert weight.dtype == torch.float32 and weight.is_contiguous()  # safetensors-ready
-    with pytest.raises(InvalidArgumentError):
-        fit(model, toy_train, TrainConfig(precision="fp8"), progress=False)
+    with pytest.raises(InvalidArgumentError, match="precision"):
+        TrainConfig(precision="fp8")
 
 
 def test_freeze_norm_keeps_batch_norm_statistics_and_still_trains(toy_train):
@@ -154,3 +154,12 @@ def test_freeze_norm_keeps_batch_norm_statistics_and_still_trains(toy_train):
     assert not stats and convs  # weights learn, statistics stay
     stats, _ = run(freeze=False)
     assert stats
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("epochs", 0, "epochs"), ("batch_size", -1, "batch_size"), ("optimizer", "lbfgs", "optimizer"),
+    ("lr", 0.0, "lr > 0"), ("momentum", 1.0, "momentum"), ("loss", "huber", "unknown loss"),
+])
+def test_a_bad_training_setting_is_refused_when_the_config_is_made(field, value, words):
+    with pytest.raises(InvalidArgumentError, match=words):
+        TrainConfig(**{field: value})

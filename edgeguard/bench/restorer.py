@@ -59,6 +59,18 @@ class RestorerConfig:
     crop_scale: tuple[float, float] = (0.05, 0.6)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise InvalidArgumentError(f"steps and batch_size must be >= 1 and warmup_steps >= 0, got "
+                                       f"{self.steps}, {self.batch_size}, {self.warmup_steps}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise InvalidArgumentError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        low, high = (self.mask_ratio, self.mask_ratio) if isinstance(self.mask_ratio, (int, float)) else self.mask_ratio
+        if not 0 < low <= high < 1:
+            raise InvalidArgumentError(f"mask_ratio must be in (0, 1) or a (low, high) range there, got {self.mask_ratio}")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise InvalidArgumentError(f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
+
 
 def train_mae(
     config: RestorerConfig = RestorerConfig(),
@@ -75,8 +87,6 @@ def train_mae(
         init: start from this model (fine-tuning) instead of a fresh one.
         progress: show a tqdm bar.
     """
-    if config.steps < 1 or config.batch_size < 1:
-        raise InvalidArgumentError(f"steps and batch_size must be >= 1, got {config.steps}, {config.batch_size}")
     torch.manual_seed(config.seed)
     mae = init if init is not None else create_model(config.arch)
     size = mae.config.img_size

@@ -28,6 +28,10 @@ class FineTuneConfig:
     clean_fraction: float = 0.05
     train: TrainConfig = TrainConfig(epochs=10, batch_size=64, lr=0.01, crop_padding=0)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.clean_fraction <= 1:
+            raise InvalidArgumentError(f"clean_fraction must be in (0, 1], got {self.clean_fraction}")
+
 
 def fine_tune(model: nn.Module, clean: ImageDataset, config: FineTuneConfig = FineTuneConfig()) -> TrainHistory:
     """Fine-tune ``model`` in place on ``clean`` (already cut to the clean budget)."""

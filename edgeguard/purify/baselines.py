@@ -47,9 +47,11 @@ class Blur:
     sigma: float = 1.0
     name = "blur"
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        if self.sigma <= 0:
+    def __post_init__(self) -> None:
+        if not self.sigma > 0:
             raise InvalidArgumentError(f"sigma must be > 0, got {self.sigma}")
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
         k = gaussian_kernel(self.sigma)
         return _convolve_axis(_convolve_axis(frames, k, 2), k, 3).astype(np.float32)
 
@@ -62,6 +64,10 @@ class ShrinkPad:
     pad: int = 2
     seed: int = 0
     name = "shrinkpad"
+
+    def __post_init__(self) -> None:
+        if self.pad < 1:
+            raise InvalidArgumentError(f"pad must be >= 1 pixel, got {self.pad}")
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         n, c, h, w = frames.shape

@@ -49,6 +49,11 @@ class PatchCleanser:
     fill: float = 0.5
     name = "patchcleanser"
 
+    def __post_init__(self) -> None:
+        if self.patch < 1 or self.per_side < 1 or not 0.0 <= self.fill <= 1.0:
+            raise InvalidArgumentError(f"need patch >= 1, per_side >= 1 and fill in [0, 1], got "
+                                       f"{self.patch}, {self.per_side}, {self.fill}")
+
     def masks(self, height: int, width: int) -> np.ndarray:
         """(k*k, H, W) bool, True where a mask hides the frame."""
         out = []
