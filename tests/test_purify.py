@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
-from edgeguard.purify import Blur, Purifier, PurifierConfig, ShrinkPad, get_defense
+from edgeguard.purify import Blur, PatchCleanser, Purifier, PurifierConfig, ShrinkPad, get_defense
 from edgeguard.purify.frames import pixel_token_map
 from edgeguard.runtime import Engine
 
@@ -294,3 +294,10 @@ def test_a_bad_frame_does_not_break_the_stream(setup):
     assert after.warm_started[0] and after.prediction[0] == ScriptedModel()(clean[:1]).argmax(1)[0]
     stream.reset()
     assert not stream(triggered[0]).warm_started[0]
+
+
+@pytest.mark.parametrize("make", [lambda: Blur(0.0), lambda: ShrinkPad(0), lambda: PatchCleanser(fill=2.0),
+                                  lambda: PatchCleanser(per_side=0)])
+def test_baseline_settings_are_checked_when_made(make):
+    with pytest.raises(InvalidArgumentError):
+        make()
