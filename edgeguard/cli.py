@@ -142,69 +142,16 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_frames(paths: Sequence[str]) -> tuple[list, "Any"]:
-    """Image files (or folders of them) -> (file paths, (N, H, W, 3) uint8)."""
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
-    from edgeguard.errors import InvalidInputError
-
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".ppm"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InvalidInputError(f"{p} is neither an image file nor a folder")
-    if not files:
-        raise InvalidInputError("no image files found")
-    frames = []
-    for f in files:
-        try:
-            frames.append(np.asarray(Image.open(f).convert("RGB")))
-        except OSError as exc:
-            raise InvalidInputError(f"{f} is not a readable image: {exc}") from exc
-    shapes = {fr.shape for fr in frames}
-    if len(shapes) > 1:
-        raise InvalidInputError(f"frames must share one size, got {sorted(shapes)}")
-    return files, np.stack(frames)
-
-
 def cmd_purify(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from PIL import Image
-
     from edgeguard.purify import Purifier, PurifierConfig
-    from edgeguard.runtime import load_engine
+    from edgeguard.purify.files import purify_files
 
-    files, frames = _read_frames(args.images)
-    purifier = Purifier(load_engine(args.model), load_engine(args.restorer),
-                        PurifierConfig(ssim_mode=args.ssim, seed=args.seed), output=args.output_kind)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for start in range(0, len(frames), args.batch):
-        result = purifier(frames[start:start + args.batch])
-        for i, f in enumerate(files[start:start + args.batch]):
-            Image.fromarray(result.purified[i]).save(out / f"{f.stem}.png")
-            tolist = lambda a: a.tolist() if hasattr(a, "tolist") else a  # noqa: E731
-            records.append({"file": str(f), "purified": str(out / f"{f.stem}.png"),
-                            "prediction": tolist(result.prediction[i]),
-                            "original_prediction": tolist(result.original_prediction[i]),
-                            "changed": bool(result.changed[i]),
-                            "flip_share": float(result.flip_share[i]),
-                            "restored_fraction": float(result.pixel_mask[i].mean()),
-                            "model_calls": result.model_calls, "restorer_calls": result.restorer_calls,
-                            "ms": round(1e3 * result.seconds / len(result), 2)})
-        print(result, file=sys.stderr)
-    with open(out / "results.json", "w") as fh:
-        json.dump(records, fh, indent=2)
+    purifier = Purifier(args.model, args.restorer, PurifierConfig(ssim_mode=args.ssim, seed=args.seed),
+                        output=args.output_kind)
+    records = purify_files(purifier, args.images, args.out, batch=args.batch)
     changed = sum(r["changed"] for r in records)
-    print(f"purified {len(records)} frames ({changed} answers changed); wrote {out}/ and {out / 'results.json'}")
+    print(f"purified {len(records)} frames ({changed} answers changed); wrote {args.out}/ and "
+          f"{args.out}/results.json")
     return 0
 
 

@@ -71,6 +71,9 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     # Bad input: a missing folder and a frame of another size.
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
                  str(tmp_path / "nowhere")]) == 2
+    assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(frames), "--out", str(frames)]) == 2  # never into the originals' folder
+    assert "holds the input" in capsys.readouterr().err
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(frames / "small.png")
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
                  str(frames), "--out", str(out)]) == 2

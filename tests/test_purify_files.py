@@ -1,0 +1,75 @@
+"""purify_files: what `edgeguard purify` does to the user's files (and never does to them)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.purify import PurifyResult
+from edgeguard.purify.files import check_output_folder, purify_files, write_atomically
+
+
+class Inverter:
+    """Stands in for a Purifier: 'purifies' by inverting; the answer is the mean brightness."""
+
+    def __call__(self, frames):
+        n, h, w = frames.shape[:3]
+        answer = (frames.reshape(n, -1).mean(axis=1) > 127).astype(np.int64)
+        return PurifyResult(purified=255 - frames, prediction=1 - answer, original_prediction=answer,
+                            outputs=np.zeros((n, 2), np.float32), token_scores=np.zeros((n, 8, 8), np.float32),
+                            pixel_mask=np.ones((n, h, w), bool), model_calls=47.0, restorer_calls=50.0, seconds=0.01,
+                            flip_share=np.zeros(n), warm_started=np.zeros(n, bool),
+                            stage1_scores=(np.zeros((n, 64)), np.zeros((n, 64))))
+
+
+def _frames(folder, names, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / name)
+
+
+def test_every_frame_gets_its_own_output_and_record(tmp_path):
+    _frames(tmp_path / "a", ["x.png", "x.bmp", "y.png"])
+    _frames(tmp_path / "b", ["x.png"], seed=1)
+    records = purify_files(Inverter(), [tmp_path / "a", tmp_path / "b"], tmp_path / "out", batch=3,
+                           report=lambda line: None)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["a_x_png.png", "b_x_png.png", "results.json", "x_bmp.png", "y.png"]  # no temporaries
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == records
+    for r in records:  # each output is its own input, inverted
+        original = np.asarray(Image.open(r["file"]).convert("RGB"))
+        assert np.array_equal(np.asarray(Image.open(r["purified"])), 255 - original)
+        assert r["changed"] and r["restored_fraction"] == 1.0
+
+
+def test_an_output_folder_holding_an_input_is_refused_before_anything_is_written(tmp_path):
+    _frames(tmp_path / "frames", ["f0.png", "f1.png"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "frames").iterdir()}
+    for out in (tmp_path / "frames", tmp_path):
+        with pytest.raises(InvalidArgumentError, match="holds the input"):
+            purify_files(Inverter(), [tmp_path / "frames"], out)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "frames").iterdir()} == before
+    check_output_folder(tmp_path / "elsewhere", [tmp_path / "frames" / "f0.png"])  # a sibling is fine
+
+
+def test_unusable_inputs_are_named(tmp_path):
+    with pytest.raises(InvalidInputError, match="neither"):
+        purify_files(Inverter(), [tmp_path / "nowhere"], tmp_path / "out")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(InvalidInputError, match="bad.png"):
+        purify_files(Inverter(), [tmp_path / "bad.png"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_write_leaves_neither_a_half_file_nor_a_temporary(tmp_path):
+    (tmp_path / "kept.txt").write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "kept.txt", fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"] and (tmp_path / "kept.txt").read_text() == "old"
