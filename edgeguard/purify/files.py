@@ -4,7 +4,7 @@
 
 The user's files are never touched: an output folder that is, or holds, an input is refused
 before any work starts; every output name is unique and names its input (``x.png`` and
-``x.bmp`` become ``x.png`` and ``x_bmp.png``); every file is written to a temporary name in its
+``x.bmp`` become ``x_png.png`` and ``x_bmp.png``); every file is written to a temporary name in its
 folder and renamed into place, so an interrupted run leaves no half-written frame.
 """
 from __future__ import annotations
