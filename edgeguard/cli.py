@@ -159,83 +159,30 @@ EXIT_BACKDOORED = 3
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    import dataclasses
     from pathlib import Path
 
-    import numpy as np
-    from safetensors.torch import save_file
-
+    from edgeguard.bench.victims import DATASETS
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
-    from edgeguard.scan import (CALIBRATION_MARGIN, DRMGuardConfig, NeuralCleanseConfig, neural_cleanse, scan,
-                                threshold_from_trusted)
-    from edgeguard.scan.repair import repair
-    from edgeguard.scan.report import write_report
-    from edgeguard.bench.victims import DATASETS
+    from edgeguard.scan.workflow import default_config, scan_model
 
     if args.dataset not in DATASETS:
         raise InvalidArgumentError(f"unknown dataset {args.dataset!r}; choose one of {sorted(DATASETS)}")
-    if args.images < 2:
-        raise InvalidArgumentError(f"--images must be >= 2, got {args.images}")
-    model = load_model_weights(DATASETS[args.dataset].model, args.model, width=args.width)
-    data = load_dataset(args.data)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(data))
-    scan_data = data.subset(order[:args.images])
-    regression = data.output == "regression"
     if args.threshold is not None and args.calibrate:
         raise InvalidArgumentError("give --threshold or --calibrate, not both")
-    trusted = [load_model_weights(DATASETS[args.dataset].model, path, width=args.width) for path in args.calibrate or []]
+    inputs = [args.model, args.data, *(args.calibrate or [])]
+    if args.repair and any(Path(args.repair).resolve() == Path(p).resolve() for p in inputs):
+        raise InvalidArgumentError(f"--repair {args.repair} is one of the inputs; write the repaired weights elsewhere")
+    arch = DATASETS[args.dataset].model
+    model = load_model_weights(arch, args.model, width=args.width)
+    trusted = [load_model_weights(arch, path, width=args.width) for path in args.calibrate or []]
+    data = load_dataset(args.data)
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
-    if args.method == "nc":
-        config, method = NeuralCleanseConfig(seed=args.seed, **overrides), neural_cleanse
-    else:
-        config = DRMGuardConfig(seed=args.seed, outputs=data.output.scan_outputs, **overrides)
-        method = scan
-    if trusted:
-        found = [method(benign, scan_data.images, config, progress=not args.quiet) for benign in trusted]
-        for path, r in zip(args.calibrate, found):
-            print(f"calibration: {path}: statistic {r.statistic:.4f}" if r.collapsed else
-                  f"calibration: {path}: outputs never collapsed (residual variance {r.residual_variance:.3f}); "
-                  "not used for the threshold")
-        threshold = threshold_from_trusted([r.statistic for r in found], [r.collapsed for r in found])
-        config = dataclasses.replace(config, threshold=threshold)
-        used = sum(r.collapsed for r in found)
-        print(f"calibrated threshold {threshold:.4f} ({CALIBRATION_MARGIN} x the median of {used} trusted models)"
-              if used else
-              "no trusted model's outputs collapsed: any collapse is flagged (threshold inf)")
-    result = method(model, scan_data.images, config, progress=not args.quiet)
-    print(result)
-    out = Path(args.report)
-    out.mkdir(parents=True, exist_ok=True)
-    extra = {"model": str(args.model), "dataset": args.dataset, "images": len(scan_data)}
-    if args.repair:
-        held_out = data.subset(order[args.images:]) if len(data) > args.images + 1 else scan_data
-        before = _repair_metrics(model, result.generator, held_out)
-        # NC's mask and pattern are unlearned the same way; its re-scans use DRMGuard's defaults
-        done = repair(model, result.generator, scan_data, progress=not args.quiet,
-                      scan_config=None if args.method == "nc" else config)
-        after = _repair_metrics(model, result.generator, held_out)
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, args.repair)
-        extra["repair"] = {"before": before, "after": after, "weights": str(args.repair), "rounds": done.rounds,
-                           "rescan_statistics": [r.statistic for r in done.rescans]}
-        print(f"repair ({done.rounds} round(s)): {before} -> {after}; wrote {args.repair}")
-    record = write_report(result, model, scan_data.images, out / "scan.png", out / "scan.json", method=args.method,
-                          regression=regression, details=extra)
-    print(f"wrote {out / 'scan.png'} and {out / 'scan.json'}")
+    record = scan_model(model, data, args.report, method=args.method, images=args.images,
+                        config=default_config(args.method, data, args.seed, **overrides), trusted=trusted,
+                        trusted_names=args.calibrate or (), repair_to=args.repair, seed=args.seed,
+                        details={"model": str(args.model), "dataset": args.dataset}, progress=not args.quiet)
     return EXIT_BACKDOORED if record["backdoored"] else 0
-
-
-def _repair_metrics(model, generator, data) -> dict:
-    """Clean metrics on ``data`` and the metrics on its reverse-engineered triggered copy,
-    scored against the true labels (a repaired model answers them correctly)."""
-    from edgeguard.scan.repair import apply_trigger
-    from edgeguard.train import predict
-
-    clean = data.output.metrics(predict(model, data.images), data.labels)
-    triggered = data.output.metrics(predict(model, apply_trigger(generator, data.images)), data.labels)
-    key = data.output.headline_metric
-    return {key: round(float(clean[key]), 4), f"generated_{key}": round(float(triggered[key]), 4)}
 
 
 def _victim_arguments(p: argparse.ArgumentParser) -> None:

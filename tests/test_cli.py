@@ -116,7 +116,7 @@ def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
     assert record["backdoored"] is False and record["method"] == "drmguard" and record["images"] == 16
     assert len(record["estimated_target"]) == 2 and (tmp_path / "report" / "scan.png").stat().st_size > 5000
 
-    import edgeguard.scan as scan_module
+    import edgeguard.scan.workflow as scan_module
 
     real_scan = scan_module.scan
 
@@ -139,11 +139,14 @@ def test_scan_rejects_bad_input(tmp_path):
     assert main(["scan", str(weights), "--data", str(tmp_path / "missing.npz"), "--width", "0.125"]) == 2
     assert main(["scan", str(weights), "--data", str(data), "--width", "0.25"]) == 2  # weights of another width
     assert main(["scan", str(weights), "--data", str(data), "--images", "1"]) == 2
+    kept = weights.read_bytes()
+    assert main(["scan", str(weights), "--data", str(data), "--width", "0.125", "--repair", str(weights)]) == 2
+    assert weights.read_bytes() == kept  # --repair never overwrites the model it reads
 
 
 @pytest.mark.parametrize("collapsed", [True, False])
 def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monkeypatch, collapsed):
-    import edgeguard.scan as scan_module
+    import edgeguard.scan.workflow as scan_module
 
     weights, data = _gaze_model_and_data(tmp_path)
     common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",

@@ -7,7 +7,8 @@ from PIL import Image
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.purify import PurifyResult
-from edgeguard.purify.files import check_output_folder, purify_files, write_atomically
+from edgeguard.fileio import write_atomically
+from edgeguard.purify.files import check_output_folder, purify_files
 
 
 class Inverter:

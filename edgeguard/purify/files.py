@@ -10,15 +10,14 @@ folder and renamed into place, so an interrupted run leaves no half-written fram
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.fileio import write_atomically
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
@@ -93,18 +92,6 @@ def check_output_folder(out: Path, files: Sequence[Path]) -> None:
         if folder == out or out in folder.parents:
             raise InvalidArgumentError(f"output folder {out} holds the input {f}: purified frames would land among "
                                        "(or overwrite) the originals; choose another --out")
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(temporary_path)``, then rename it to ``path`` (same folder, unique temporary name)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def purify_files(purifier, paths: Sequence["str | Path"], out: "str | Path", batch: int = 32,

@@ -8,6 +8,7 @@ from edgeguard.scan.calibration import ANY_COLLAPSE, CALIBRATION_MARGIN, calibra
 from edgeguard.scan.drmguard import DRMGuardConfig, ScanResult, angle_variance, scan
 from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
 from edgeguard.scan.repair import RepairConfig, RepairResult, repair
+from edgeguard.scan.workflow import scan_model
 
 __all__ = ["ANY_COLLAPSE", "CALIBRATION_MARGIN", "DRMGuardConfig", "NeuralCleanseConfig", "RepairConfig", "RepairResult", "ScanResult",
-           "angle_variance", "calibrate", "neural_cleanse", "repair", "scan", "threshold_from_trusted"]
+           "angle_variance", "calibrate", "neural_cleanse", "repair", "scan", "scan_model", "threshold_from_trusted"]
