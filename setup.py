@@ -22,6 +22,9 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+# Shared libraries an extension links to, copied next to it (cythonize rebuilds the Extension
+# objects, so this lives outside them).
+BUNDLED: dict[str, list[str]] = {}
 _OMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 
 
@@ -51,10 +54,18 @@ class BuildExt(build_ext):
             ext.extra_compile_args = ["/O2" if msvc else "-O3", *omp]
             ext.extra_link_args = [] if msvc else list(omp)
         super().build_extensions()
+        self._bundle()
+
+    def run(self):
+        super().run()
+        if self.inplace:  # setuptools built into build/ and copied the extensions back: the libraries too
+            self._bundle()
+
+    def _bundle(self):
+        """Copy each extension's shared libraries next to it, where its $ORIGIN rpath looks."""
         for ext in self.extensions:
-            bundled = getattr(ext, "bundled_libraries", ())
             target = os.path.dirname(self.get_ext_fullpath(ext.name))
-            for lib in bundled:  # next to the wrapper, where its $ORIGIN rpath looks
+            for lib in BUNDLED.get(ext.name, ()):
                 shutil.copy2(lib, os.path.join(target, os.path.basename(lib)))
 
 
@@ -71,10 +82,9 @@ def _cuda_extension():
         print("edgeguard: CUDA headers not found (set CUDA_HOME), skipping edgeguard._cuda")
         return None
     print(f"edgeguard: building edgeguard._cuda against {lib_dir}")
-    ext = Extension("edgeguard._cuda", sources=["csrc/_cuda.pyx"], include_dirs=["csrc", include],
-                    libraries=["edgeguard_cuda"], library_dirs=[lib_dir], runtime_library_dirs=["$ORIGIN"])
-    ext.bundled_libraries = [os.path.join(lib_dir, "libedgeguard_cuda.so")]
-    return ext
+    BUNDLED["edgeguard._cuda"] = [os.path.join(lib_dir, "libedgeguard_cuda.so")]
+    return Extension("edgeguard._cuda", sources=["csrc/_cuda.pyx"], include_dirs=["csrc", include],
+                     libraries=["edgeguard_cuda"], library_dirs=[lib_dir], runtime_library_dirs=["$ORIGIN"])
 
 
 extensions = [
