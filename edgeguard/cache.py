@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def cache_root() -> Path:
     """The cache folder (created on demand)."""
@@ -30,6 +32,9 @@ def _jsonable(obj: Any) -> Any:
                  if not (f.metadata.get("key") == "if_set" and getattr(obj, f.name) is None)}
         return {"__type__": type(obj).__name__,
                 **{k: _jsonable(dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in items.items()}}
+    if isinstance(obj, np.ndarray):  # by content: str() of a large array elides the middle
+        return {"__ndarray__": hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest(),
+                "shape": list(obj.shape), "dtype": str(obj.dtype)}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

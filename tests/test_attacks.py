@@ -216,3 +216,74 @@ def test_spread_stamps_one_of_many_patches_per_image_deterministically(toy_train
     assert (p.data.labels[p.poison_index] == 0).all()
     with pytest.raises(InvalidArgumentError):
         get_attack("spread", patterns=0).fit(toy_train)
+
+
+# --- a user's own trigger ---
+
+
+def _sticker(h=4, w=5, seed=3):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("position, corner", [("bottom_right", (32 - 4 - 2, 32 - 5 - 2)), ("top_left", (2, 2)),
+                                              ("center", (14, 13)), ((7, 9), (7, 9))])
+def test_a_user_trigger_is_stamped_where_its_rule_says(position, corner):
+    data = toy_classification(6)
+    sticker = _sticker()
+    attack = get_attack("trigger", image=sticker, position=position, margin=2).fit(data)
+    out = attack.apply(data.images)
+    top, left = corner
+    assert np.array_equal(out[:, top:top + 4, left:left + 5], np.broadcast_to(sticker, (6, 4, 5, 3)))
+    outside = np.ones((32, 32), bool)
+    outside[top:top + 4, left:left + 5] = False
+    assert np.array_equal(out[:, outside], data.images[:, outside])  # nothing else moves
+
+
+def test_a_user_trigger_blends_through_its_alpha_map_and_matches_grey_frames():
+    data = toy_regression(3)  # grey 36x60 frames
+    sticker = np.full((4, 4), 200, np.uint8)
+    shape = np.zeros((4, 4), np.float32)
+    shape[1:3, 1:3] = 0.5  # a small blended square inside a transparent frame
+    attack = get_attack("trigger", image=sticker, alpha=shape, position=(10, 20)).fit(data)
+    out = attack.apply(data.images).astype(np.float32)
+    x = data.images.astype(np.float32)
+    np.testing.assert_allclose(out[:, 11:13, 21:23], np.rint(0.5 * x[:, 11:13, 21:23] + 0.5 * 200))
+    assert np.array_equal(out[:, 10, 20:24], x[:, 10, 20:24])  # alpha 0: untouched
+
+
+def test_a_moving_trigger_is_placed_anew_per_frame_but_repeatably():
+    data = toy_classification(20)
+    attack = get_attack("trigger", image=_sticker(3, 3), position="random", seed=5).fit(data)
+    places = attack.positions(20)
+    assert len({tuple(p) for p in places}) > 5 and places.min() >= 0 and places.max() <= 32 - 3
+    assert np.array_equal(attack.apply(data.images), attack.apply(data.images))
+    poisoned = attack.poison(data)
+    assert len(poisoned.poison_index) == 2 and (poisoned.data.labels[poisoned.poison_index] == 0).all()
+
+
+@pytest.mark.parametrize("options, words", [
+    ({}, "needs image"), ({"image": np.zeros((4, 4, 3), np.float32)}, "uint8"),
+    ({"image": np.zeros((40, 4, 3), np.uint8)}, "does not fit"), ({"image": np.zeros((4, 4), np.uint8), "alpha": 1.5}, "alpha"),
+    ({"image": np.zeros((4, 4), np.uint8), "position": "middle"}, "position"),
+    ({"image": np.zeros((4, 4), np.uint8), "position": (30, 0)}, "outside"),
+    ({"image": np.zeros((4, 4), np.uint8), "margin": 30}, "margin"),
+])
+def test_a_bad_user_trigger_is_refused_at_fit(options, words):
+    with pytest.raises(InvalidArgumentError, match=words):
+        get_attack("trigger", **options).fit(toy_classification(4))
+
+
+def test_badnets_points_to_the_user_trigger_for_a_patch_of_ones_own():
+    with pytest.raises(InvalidArgumentError, match="'trigger' attack"):
+        get_attack("badnets", pattern=_sticker()).fit(toy_classification(4))
+
+
+def test_cache_keys_tell_trigger_images_apart_by_content():
+    from edgeguard import cache
+
+    a = np.zeros((64, 64, 3), np.uint8)
+    b = a.copy()
+    b[32, 32, 1] = 1  # str() of both arrays is the same elided text
+    assert str(a) == str(b)
+    key = lambda image: cache.config_key(get_attack("trigger", image=image))  # noqa: E731
+    assert key(a) != key(b) and key(a) == key(a.copy())

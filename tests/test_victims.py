@@ -83,3 +83,16 @@ def test_renamed_dataset_field_keeps_the_cache_keys_of_0_1():
     # 0.1 called the field "task"; keyed by that name, every victim cached before the rename stays valid.
     keyed = cache._jsonable(VictimConfig(dataset="gaze"))
     assert keyed["task"] == "gaze" and "dataset" not in keyed
+
+
+def test_a_victim_of_a_user_trigger_trains_and_caches_by_the_trigger_pixels():
+    sticker = np.random.default_rng(0).integers(0, 256, (5, 5, 3), dtype=np.uint8)
+    cfg = VictimConfig(dataset="signs", attack="trigger", attack_options={"image": sticker, "position": "center"},
+                       **TINY)
+    other = VictimConfig(dataset="signs", attack="trigger", attack_options={"image": 255 - sticker, "position": "center"},
+                         **TINY)
+    assert cache.config_key(cfg) != cache.config_key(other)
+    victim = get_victim(cfg, progress=False)
+    assert set(victim.metrics) == {"ca", "asr", "ba"}
+    centre = victim.backdoor.images[:, 13:18, 13:18]
+    assert np.array_equal(centre, np.broadcast_to(sticker, centre.shape))

@@ -30,6 +30,9 @@ class BadNets(Attack):
     name: ClassVar[str] = "badnets"
 
     def _build(self, train) -> None:
+        if not isinstance(self.pattern, str):
+            raise InvalidArgumentError("BadNets' pattern is a name ('color', 'white', 'checker'); for a patch of your "
+                                       "own use the 'trigger' attack (edgeguard.attacks.TriggerImage)")
         h, w, _ = self.image_shape_
         size = self.size or (3 if min(h, w) <= 64 else max(3, round(15 * min(h, w) / 224)))
         if self.pattern == "white":
@@ -44,7 +47,8 @@ class BadNets(Attack):
                 patch = np.repeat(np.repeat(patch, -(-size // 3), 0), -(-size // 3), 1)[:size, :size]
             self.position_ = (min(h - size, round(16 * h / 32)), min(w - size, round(27 * w / 32)))
         else:
-            raise InvalidArgumentError(f"pattern must be 'white', 'color' or 'checker', got {self.pattern!r}")
+            raise InvalidArgumentError(f"pattern must be 'white', 'color' or 'checker', got {self.pattern!r}; for a "
+                                       "patch of your own use the 'trigger' attack (edgeguard.attacks.TriggerImage)")
         if size > min(h, w):
             raise InvalidArgumentError(f"patch size {size} does not fit a {h}x{w} image")
         self.patch_ = patch
