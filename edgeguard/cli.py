@@ -146,7 +146,10 @@ def cmd_purify(args: argparse.Namespace) -> int:
     from edgeguard.purify import Purifier, PurifierConfig
     from edgeguard.purify.files import purify_files
 
-    purifier = Purifier(args.model, args.restorer, PurifierConfig(ssim_mode=args.ssim, seed=args.seed),
+    from edgeguard.runtime import load_engine
+
+    engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
+    purifier = Purifier(*engines, PurifierConfig(ssim_mode=args.ssim, seed=args.seed, early_exit=args.early_exit),
                         output=args.output_kind)
     records = purify_files(purifier, args.images, args.out, batch=args.batch)
     changed = sum(r["changed"] for r in records)
@@ -240,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--task: its older name")
     p.add_argument("--ssim", default="mean", choices=["mean", "point"], help="per-token SSIM: mean, or point (official)")
     p.add_argument("--batch", type=int, default=32, help="frames per engine batch")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime engine (default: its own)")
+    p.add_argument("--early-exit", type=float, default=None, metavar="SHARE",
+                   help="not in BDMAE: return a frame unchanged when at most this share of the stage-1 "
+                        "restorations moved its answer (about half the compute; see PurifierConfig.early_exit)")
     p.add_argument("--seed", type=int, default=33333)
     p.set_defaults(func=cmd_purify)
 

@@ -31,6 +31,11 @@ class EngineRuntimeError(EdgeGuardError, RuntimeError):
     not the caller's inputs; the message carries the runtime's own."""
 
 
+class CacheMissError(EdgeGuardError, LookupError):
+    """A model asked for with training switched off is not in the cache; the message says
+    which command or call trains it."""
+
+
 class MissingDependencyError(EdgeGuardError, ImportError):
     """An optional package is needed for this feature; the message says what to install."""
 

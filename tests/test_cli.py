@@ -67,6 +67,11 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     assert [r["file"].rsplit("/", 1)[-1] for r in records] == ["f0.png", "f1.png", "f2.png"]
     assert all((out / f"f{i}.png").exists() for i in range(3))
     assert records[0]["restorer_calls"] == 50 and 0 <= records[0]["restored_fraction"] <= 0.25 + 1e-9
+    assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(frames), "--out", str(tmp_path / "fast"), "--threads", "1", "--early-exit", "0.99"]) == 0
+    fast = json.loads((tmp_path / "fast" / "results.json").read_text())
+    # an exit share this high stops every frame after stage 1: nothing restored, 25 restorer calls
+    assert all(r["restorer_calls"] == 25 and r["restored_fraction"] == 0 and not r["changed"] for r in fast)
     assert all(r["flip_share"] in {k / 25 for k in range(26)} for r in records)
     # Bad input: a missing folder and a frame of another size.
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),

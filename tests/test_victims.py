@@ -96,3 +96,20 @@ def test_a_victim_of_a_user_trigger_trains_and_caches_by_the_trigger_pixels():
     assert set(victim.metrics) == {"ca", "asr", "ba"}
     centre = victim.backdoor.images[:, 13:18, 13:18]
     assert np.array_equal(centre, np.broadcast_to(sticker, centre.shape))
+
+
+def test_load_only_asks_refuse_to_train_and_say_how():
+    from edgeguard.bench.restorer import RestorerConfig, get_restorer
+    from edgeguard.errors import CacheMissError
+
+    cfg = VictimConfig(dataset="gaze", attack="none", seed=7, **TINY)
+    with pytest.raises(CacheMissError, match="edgeguard attack"):
+        get_victim(cfg, progress=False, allow_training=False)
+    trained = get_victim(cfg, progress=False)
+    assert get_victim(cfg, progress=False, allow_training=False).from_cache and not trained.from_cache
+    small = RestorerConfig(steps=2, batch_size=8, warmup_steps=1, seed=7)
+    with pytest.raises(CacheMissError, match="train-mae"):
+        get_restorer(small, progress=False, allow_training=False)
+    first = get_restorer(small, progress=False)
+    again = get_restorer(small, progress=False, allow_training=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))

@@ -17,14 +17,17 @@ import numpy as np
 from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
 
-def demo_models(attack: str = "badnets", progress: bool = True):
+def demo_models(attack: str = "badnets", progress: bool = True, allow_training: bool = True):
     """The demo's (victim, restorer): a backdoored SynthSigns classifier and the tiny MAE
-    fine-tuned on clean SynthSigns frames, trained and cached on first use."""
+    fine-tuned on clean SynthSigns frames, trained and cached on first use (about 35 minutes
+    on 2 cores). ``allow_training=False`` only loads them: a ``CacheMissError`` if they are not cached."""
     from edgeguard.bench.restorer import FINETUNE, get_restorer
     from edgeguard.bench.victims import VictimConfig, get_victim, restorer_images
 
-    victim = get_victim(VictimConfig(dataset="signs", attack=attack), progress=progress)
-    return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress)
+    config = VictimConfig(dataset="signs", attack=attack)
+    victim = get_victim(config, progress=progress, allow_training=allow_training)
+    return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress,
+                                allow_training=allow_training)
 
 
 def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int = 64, batch: int = 16,

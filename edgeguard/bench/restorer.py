@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from edgeguard import cache
 from edgeguard.data.dataset import to_float_nchw
 from edgeguard.data.photos import random_crops
-from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.errors import CacheMissError, InvalidArgumentError, InvalidInputError
 from edgeguard.models import create_model
 from edgeguard.models.mae import MaskedAutoencoder
 
@@ -143,7 +143,7 @@ def _fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached(key: str, arch: str, train) -> MaskedAutoencoder:
+def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencoder:
     from safetensors.torch import load_file, save_file
 
     path = cache.entry_dir("restorers", key) / "mae.safetensors"
@@ -151,6 +151,10 @@ def _cached(key: str, arch: str, train) -> MaskedAutoencoder:
     if path.exists():
         mae.load_state_dict(load_file(str(path)))
         return mae.eval()
+    if not allowed:
+        raise CacheMissError(f"no cached restorer (key {key}) in {path.parent.parent}: train it with get_restorer(...) "
+                             "or `edgeguard train-mae`")
+    log.info("training the MAE restorer; it will be cached in %s", path.parent)
     mae = train()
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in mae.state_dict().items()}, str(tmp))
@@ -159,19 +163,25 @@ def _cached(key: str, arch: str, train) -> MaskedAutoencoder:
 
 
 def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[RestorerConfig] = None,
-                 images: Optional[np.ndarray] = None, progress: bool = True) -> MaskedAutoencoder:
+                 images: Optional[np.ndarray] = None, progress: bool = True,
+                 allow_training: bool = True) -> MaskedAutoencoder:
     """The restorer for ``config``, pre-trained on photo crops, and with ``finetune`` and
     ``images`` ((N, S, S, C) uint8 clean frames) fine-tuned on them. Each stage is cached,
-    keyed by its configs (and a hash of the images)."""
+    keyed by its configs (and a hash of the images); ``allow_training=False`` only loads
+    (``CacheMissError`` when a stage is missing)."""
     if (finetune is None) != (images is None):
         raise InvalidArgumentError("fine-tuning needs both a finetune config and the clean images")
     if finetune is not None and finetune.arch != config.arch:
         raise InvalidArgumentError(f"finetune.arch {finetune.arch!r} differs from config.arch {config.arch!r}")
-    base = _cached(cache.config_key(config), config.arch, lambda: train_mae(config, progress=progress))
+    key = cache.config_key(config, finetune, _fingerprint(images)) if finetune is not None else None
+    if not allow_training and key is not None and (cache.entry_dir("restorers", key) / "mae.safetensors").exists():
+        return _cached(key, config.arch, None, allowed=False)  # the fine-tuned stage alone will do
+    base = _cached(cache.config_key(config), config.arch, lambda: train_mae(config, progress=progress),
+                   allow_training)
     if finetune is None:
         return base
-    key = cache.config_key(config, finetune, _fingerprint(images))
-    return _cached(key, config.arch, lambda: train_mae(finetune, images=images, init=base, progress=progress))
+    return _cached(key, config.arch, lambda: train_mae(finetune, images=images, init=base, progress=progress),
+                   allow_training)
 
 
 def random_token_masks(n: int, num_tokens: int, ratio: float, seed: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from edgeguard import cache
 from edgeguard.attacks import Attack, BackdoorTestSet, PoisonedSet, get_attack
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
-from edgeguard.errors import InvalidArgumentError
+from edgeguard.errors import CacheMissError, InvalidArgumentError
 from edgeguard.runtime.spec import ModelSpec
 from edgeguard.train import TrainConfig, fit, predict
 
@@ -177,8 +177,10 @@ def poisoned_training_set(config: VictimConfig, attack: Optional[Attack], train:
     return poisoned, attack.training_hook(poisoned.data, progress=progress)
 
 
-def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True) -> Victim:
-    """Train (or load from the cache) the victim model described by ``config``."""
+def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True,
+               allow_training: bool = True) -> Victim:
+    """Train (or load from the cache) the victim model described by ``config``; with
+    ``allow_training=False`` a model missing from the cache is a ``CacheMissError`` instead."""
     import torch
     from safetensors.numpy import load_file, save_file
 
@@ -211,6 +213,9 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
         backdoor = attack.backdoor_test(test) if attack is not None else None
         return Victim(config, model, attack, test, backdoor, info["metrics"], info["train_seconds"], True)
 
+    if not allow_training:
+        raise CacheMissError(f"no cached victim for {config.dataset}/{config.attack} (key {key}) in {folder.parent}: "
+                             "train it with get_victim(config) or `edgeguard attack`")
     log.info("training victim %s (cache key %s)", config, key)
     poisoned, hook = poisoned_training_set(config, attack, train, progress, use_cache)
     data = poisoned.data
