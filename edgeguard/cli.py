@@ -117,21 +117,30 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
 
     from safetensors.torch import save_file
 
-    from edgeguard.data.loaders import load_dataset
+    import numpy as np
+
+    from edgeguard.data.loaders import load_images
     from edgeguard.data.photos import random_crops
     from edgeguard.data.signs import make_signs
     from edgeguard.deploy import export_restorer
     from edgeguard.bench.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
 
     config = RestorerConfig(steps=args.steps, seed=args.seed)
-    finetune, images = None, None
+    finetune, images, own = None, None, None
     if args.finetune_on:
-        images = load_dataset(args.finetune_on).images
+        frames = load_images(args.finetune_on)
+        # a tenth (at most 500) held out, so the PSNR on the user's frames is on frames it never saw
+        order = np.random.default_rng(args.seed).permutation(len(frames))
+        cut = min(500, len(frames) // 10)
+        own, images = frames[order[:cut]], frames[order[cut:]]
         finetune = dataclasses.replace(FINETUNE, steps=args.finetune_steps, seed=args.seed)
     mae = get_restorer(config, finetune, images, progress=not args.quiet)
     held_out = random_crops(1000, mae.config.img_size, 5, scale=config.crop_scale, split="test")
-    print(f"restoration PSNR at 75% masking (masked pixels): photos {restoration_psnr(mae, held_out):.2f} dB, "
-          f"SynthSigns {restoration_psnr(mae, make_signs(1000, 12345).images):.2f} dB")
+    scores = {"photos": restoration_psnr(mae, held_out), "SynthSigns": restoration_psnr(mae, make_signs(1000, 12345).images)}
+    if own is not None and len(own):
+        scores[f"your frames ({len(own)} held out)"] = restoration_psnr(mae, own)
+    print("restoration PSNR at 75% masking (masked pixels): "
+          + ", ".join(f"{name} {value:.2f} dB" for name, value in scores.items()))
     if args.out:
         save_file({k: v.contiguous() for k, v in mae.state_dict().items()}, args.out)
         print(f"wrote {args.out}")
@@ -224,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "clean frames (both cached)")
     p.add_argument("--steps", type=int, default=3000, help="pre-training steps (default 3000)")
     p.add_argument("--finetune-on", metavar="DATA",
-                   help="clean frames of the deployment domain to fine-tune on (.npz, CIFAR folder, image folder); "
-                        "strongly recommended for small frames")
+                   help="clean frames of the deployment domain to fine-tune on (.npz with an 'images' array, no "
+                        "labels needed; a CIFAR folder or an image folder); strongly recommended for small frames. "
+                        "A tenth of them (at most 500) is held out to report the PSNR on your frames")
     p.add_argument("--finetune-steps", type=int, default=12000, help="fine-tuning steps (default 12000)")
     p.add_argument("--out", help="write the weights here (.safetensors)")
     p.add_argument("--onnx", help="export the restorer here (.onnx) for edgeguard purify")

@@ -187,3 +187,15 @@ def test_older_option_names_still_parse():
     assert parser.parse_args(["scan", "m.safetensors", "--task", "signs", "--data", "d.npz"]).dataset == "signs"
     args = parser.parse_args(["purify", "f.png", "--model", "m.onnx", "--restorer", "r.onnx", "--task", "regression"])
     assert args.output_kind == "regression"
+
+
+def test_train_mae_fine_tunes_on_unlabelled_frames_and_reports_their_psnr(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import numpy as np
+
+    frames = np.random.default_rng(0).integers(0, 255, (200, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", images=frames)  # no labels, no output kind: a restorer needs neither
+    assert main(["train-mae", "--steps", "2", "--finetune-on", str(tmp_path / "mine.npz"), "--finetune-steps", "2",
+                 "--out", str(tmp_path / "mae.safetensors"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "your frames (20 held out)" in out and (tmp_path / "mae.safetensors").stat().st_size > 0

@@ -306,3 +306,19 @@ def test_npz_files_of_0_1_with_a_task_key_still_load(tmp_path):
     np.savez(tmp_path / "old.npz", images=np.zeros((2, 4, 4, 3), np.uint8), labels=np.zeros((2, 2), np.float32),
              task=np.array("regression"))
     assert load_npz(tmp_path / "old.npz").output == "regression"
+
+
+def test_images_alone_load_from_an_npz_without_labels(tmp_path):
+    from edgeguard.data import load_images
+
+    frames = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "frames.npz", images=frames)
+    assert np.array_equal(load_images(tmp_path / "frames.npz"), frames)
+    save_npz(make_gaze(4, seed=0), tmp_path / "gaze.npz")  # a labelled dataset's images too
+    assert load_images(tmp_path / "gaze.npz").shape == (4, 36, 60, 1)
+    np.savez(tmp_path / "nothing.npz", pictures=frames)
+    with pytest.raises(DataFormatError, match="no 'images'"):
+        load_images(tmp_path / "nothing.npz")
+    np.savez(tmp_path / "floats.npz", images=frames.astype(np.float32))
+    with pytest.raises(DataFormatError, match="uint8"):
+        load_images(tmp_path / "floats.npz")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from edgeguard.data.dataset import ImageDataset, to_float_nchw, to_uint8_nhwc
 from edgeguard.data.gaze import make_gaze
-from edgeguard.data.loaders import load_cifar10, load_dataset, load_image_folder, load_npz, save_npz
+from edgeguard.data.loaders import load_cifar10, load_dataset, load_image_folder, load_images, load_npz, save_npz
 from edgeguard.data.photos import photo_pool, random_crops
 from edgeguard.data.signs import make_signs
 from edgeguard.data.video import TriggerVideo, make_trigger_video
@@ -23,6 +23,7 @@ __all__ = [
     "random_crops",
     "load_cifar10",
     "load_image_folder",
+    "load_images",
     "load_npz",
     "save_npz",
     "load_dataset",

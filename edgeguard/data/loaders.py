@@ -248,6 +248,26 @@ def load_npz(path: PathLike) -> ImageDataset:
 # --- dispatch ---
 
 
+def load_images(path: PathLike, size: int = 32, split: str = "train") -> np.ndarray:
+    """(N, H, W, C) uint8 images only, for work that needs no labels (fine-tuning a restorer):
+    an .npz with an ``images`` array (labels optional), or whatever ``load_dataset`` reads."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix == ".npz"):
+        return load_dataset(path, size, split).images
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z.files:
+                raise DataFormatError(f"{path}: no 'images' array (found {sorted(z.files)})")
+            images = z["images"]
+    except DataFormatError:
+        raise
+    except Exception as exc:  # zip/format errors, object arrays refused by allow_pickle=False
+        raise DataFormatError(f"{path}: not a readable .npz ({exc})") from exc
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
+        raise DataFormatError(f"{path}: images must be (N, H, W, C) uint8 with C 1 or 3, got {images.shape} {images.dtype}")
+    return images
+
+
 def load_dataset(path: PathLike, size: int = 32, split: str = "train") -> ImageDataset:
     """Load whatever dataset ``path`` holds: an .npz file, CIFAR-10 batches or an image folder.
 
