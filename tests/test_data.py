@@ -23,7 +23,7 @@ from edgeguard.data import (
     save_npz,
 )
 from edgeguard.data.signs import CLASS_NAMES, MAX_CLASSES
-from edgeguard.errors import DataFormatError, InvalidArgumentError
+from edgeguard.errors import DataFormatError, InvalidArgumentError, InvalidInputError
 
 
 # --- photos ---
@@ -322,3 +322,15 @@ def test_images_alone_load_from_an_npz_without_labels(tmp_path):
     np.savez(tmp_path / "floats.npz", images=frames.astype(np.float32))
     with pytest.raises(DataFormatError, match="uint8"):
         load_images(tmp_path / "floats.npz")
+
+
+def test_resize_frames_keeps_flat_colours_and_averages_blocks():
+    from edgeguard.data import resize_frames
+
+    flat = np.full((2, 40, 60, 3), (10, 120, 250), np.uint8)
+    assert (resize_frames(flat, (32, 48)) == (10, 120, 250)).all()  # any resampling keeps a flat colour
+    checker = np.kron(np.indices((4, 4)).sum(0) % 2, np.ones((8, 8))).astype(np.uint8)[None, :, :, None] * 200
+    small = resize_frames(checker, 4)  # 8x8 blocks down to one pixel each: the block's own value
+    assert np.array_equal(small[0, :, :, 0], (np.indices((4, 4)).sum(0) % 2) * 200)
+    with pytest.raises(InvalidInputError):
+        resize_frames(np.zeros((2, 8, 8, 3), np.float32), 4)

@@ -4,7 +4,7 @@ numpy only (no torch): every generator and loader returns an ``ImageDataset`` of
 """
 from __future__ import annotations
 
-from edgeguard.data.dataset import ImageDataset, to_float_nchw, to_uint8_nhwc
+from edgeguard.data.dataset import ImageDataset, resize_frames, to_float_nchw, to_uint8_nhwc
 from edgeguard.data.gaze import make_gaze
 from edgeguard.data.loaders import load_cifar10, load_dataset, load_image_folder, load_images, load_npz, save_npz
 from edgeguard.data.photos import photo_pool, random_crops
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDataset",
     "to_float_nchw",
     "to_uint8_nhwc",
+    "resize_frames",
     "make_signs",
     "make_gaze",
     "make_trigger_video",

@@ -80,3 +80,28 @@ def to_float_nchw(images: np.ndarray) -> np.ndarray:
 def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
     """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8 (rounded, clipped)."""
     return np.clip(np.rint(images.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+
+
+def resize_frames(images: np.ndarray, size: "int | tuple[int, int]") -> np.ndarray:
+    """(N, H, W, C) uint8 frames -> (N, h, w, C) uint8 at ``size`` ((h, w), or one side for a
+    square), by area averaging when shrinking and bilinear interpolation when growing (PIL),
+    e.g. camera frames brought to the size a model was trained at.
+
+    >>> resize_frames(np.zeros((2, 64, 48, 3), np.uint8), 32).shape
+    (2, 32, 32, 3)
+    """
+    from PIL import Image
+
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise InvalidInputError(f"frames must be (N, H, W, C) uint8 with C 1 or 3, got {images.shape} {images.dtype}")
+    if h < 1 or w < 1:
+        raise InvalidInputError(f"size must be positive, got {size}")
+    out = np.empty((len(images), h, w, images.shape[-1]), np.uint8)
+    for i, frame in enumerate(images):
+        shrink = h <= frame.shape[0] and w <= frame.shape[1]
+        picture = Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame)
+        resized = np.asarray(picture.resize((w, h), Image.BOX if shrink else Image.BILINEAR))
+        out[i] = resized.reshape(h, w, -1)
+    return out
