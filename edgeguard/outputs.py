@@ -63,9 +63,16 @@ class OutputKind(str, Enum):
         if self is OutputKind.CLASSIFICATION:
             if labels.ndim != 1:
                 raise InvalidInputError(f"classification labels must be (N,), got {labels.shape}")
+            if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+                raise InvalidInputError("classification labels must be whole class ids (found NaN, inf or fractions)")
+            if len(labels) and labels.min() < 0:
+                raise InvalidInputError(f"classification labels must be class ids >= 0, found {labels.min()}")
             return labels.astype(np.int64, copy=False)
         if labels.ndim != 2:
             raise InvalidInputError(f"regression labels must be (N, D), got {labels.shape}")
+        if not np.isfinite(labels).all():
+            bad = int((~np.isfinite(labels)).any(axis=1).sum())
+            raise InvalidInputError(f"{bad} of {len(labels)} regression labels hold NaN or inf")
         return labels.astype(np.float32, copy=False)
 
     def num_outputs(self, labels: np.ndarray, class_names: Sequence[str] = ()) -> int:

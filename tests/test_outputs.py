@@ -37,6 +37,11 @@ def test_labels_losses_and_scan_outputs():
         CLS.check_labels(np.zeros((3, 2)))
     with pytest.raises(InvalidInputError, match=r"\(N, D\)"):
         REG.check_labels(np.zeros(3))
+    with pytest.raises(InvalidInputError, match="1 of 2 regression labels hold NaN"):
+        REG.check_labels(np.array([[0.1, np.nan], [0.0, 0.2]]))
+    for bad in (np.array([1.0, np.nan]), np.array([0.5, 1.0]), np.array([-1, 2])):
+        with pytest.raises(InvalidInputError, match="class ids"):
+            CLS.check_labels(bad)
     assert (CLS.loss, REG.loss) == ("cross_entropy", "l1")
     assert (CLS.scan_outputs, REG.scan_outputs) == ("softmax", "regression")
     assert CLS.num_outputs(np.array([0, 4]), ()) == 5 and CLS.num_outputs(np.array([0]), ("a", "b", "c")) == 3
