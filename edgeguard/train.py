@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
+from edgeguard.fileio import write_atomically
 from edgeguard.outputs import OutputKind
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,6 @@ def loss_function(output: Union[OutputKind, str], name: str = "auto"):
 
 def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, history: TrainHistory,
                      hook: Optional[BatchHook] = None) -> None:
-    tmp = path.with_suffix(".tmp")
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -144,8 +144,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt, sched, epoch: int, histo
     }
     if hasattr(hook, "state_dict"):  # a training-controlled attack's own state (RNGs, generator)
         state["hook"] = hook.state_dict()
-    torch.save(state, tmp)
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def fit(

@@ -28,6 +28,7 @@ from edgeguard import cache
 from edgeguard.data.dataset import to_float_nchw
 from edgeguard.data.photos import random_crops
 from edgeguard.errors import CacheMissError, InvalidArgumentError, InvalidInputError
+from edgeguard.fileio import write_atomically
 from edgeguard.models import create_model
 from edgeguard.models.mae import MaskedAutoencoder
 
@@ -156,9 +157,8 @@ def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencod
                              "or `edgeguard train-mae`")
     log.info("training the MAE restorer; it will be cached in %s", path.parent)
     mae = train()
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in mae.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    weights = {k: v.contiguous() for k, v in mae.state_dict().items()}
+    write_atomically(path, lambda tmp: save_file(weights, str(tmp)))
     return mae
 
 
