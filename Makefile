@@ -17,14 +17,14 @@ help:
 	@echo "make test-all  the suite including tests marked slow"
 	@echo "make wheel-check  sdist -> wheel -> clean venv -> the torch-free tests (needs PyPI)"
 	@echo "make cross-aarch64  the C kernels compiled for aarch64 (Jetson), warnings as errors"
-	@echo "make cuda      build csrc/*.cu into build-cuda/ (needs nvcc)"
+	@echo "make cuda      compile only libedgeguard_cuda into build-cuda/ (needs nvcc; the install builds it too)"
 
-# The CUDA library comes first, so the install also builds its wrapper edgeguard._cuda.
-$(STAMP): pyproject.toml setup.py constraints-dev.txt $(wildcard csrc/*.pyx csrc/*.c csrc/*.h csrc/*.cu)
-	$(MAKE) --no-print-directory cuda
+# One build (CMakeLists.txt through scikit-build-core) makes the C kernels and, where nvcc is
+# found, the CUDA library and its wrapper edgeguard._cuda, with CUDA warnings as errors.
+$(STAMP): pyproject.toml CMakeLists.txt constraints-dev.txt $(wildcard csrc/*.pyx csrc/*.c csrc/*.h csrc/*.cu)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_FLAGS) --upgrade pip setuptools wheel "Cython>=3.0" numpy
-	$(PIP) install $(PIP_FLAGS) --no-build-isolation -e ".[dev]"
+	$(PIP) install $(PIP_FLAGS) --upgrade pip "scikit-build-core>=0.11" "Cython>=3.0"
+	$(PIP) install $(PIP_FLAGS) --no-build-isolation -Ccmake.define.EDGEGUARD_WERROR=ON -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

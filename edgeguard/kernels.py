@@ -27,7 +27,7 @@ the same numbers and returns the same regions, bit for bit.
 GPU: ``ssim_tokens_device`` and ``grow_regions_device`` enqueue the CUDA kernels of
 libedgeguard_cuda on device arrays (anything with ``__cuda_array_interface__``: torch CUDA
 tensors, CuPy, pycuda GPUArrays), so a GPU pipeline keeps its restorations on the device.
-They need the optional extension ``edgeguard._cuda`` (``make cuda``, then reinstall).
+They need the optional extension ``edgeguard._cuda``, built by the install where nvcc is found.
 
 The implementation is csrc/ssim.c and csrc/masks.c (OpenMP across images when built with
 it); their headers csrc/ssim.h and csrc/masks.h have the details.
@@ -49,7 +49,7 @@ except ImportError as exc:  # extension not compiled
 
 try:
     from edgeguard import _cuda
-except ImportError:  # optional: built only where libedgeguard_cuda was (``make cuda``)
+except ImportError:  # optional: built only where the install found nvcc
     _cuda = None
 
 MODES = ("mean", "point")
@@ -360,7 +360,8 @@ def _cuda_ext():
     if _cuda is None:
         raise MissingDependencyError(
             "edgeguard's CUDA kernels (edgeguard._cuda) are not built: install the CUDA toolkit "
-            "(nvcc), run `make cuda`, then `pip install --no-build-isolation -e .`")
+            "(nvcc on PATH, or CUDACXX=/path/to/nvcc), then reinstall edgeguard from source "
+            "(`pip install --no-binary edgeguard edgeguard`, or `pip install .` in a checkout)")
     return _cuda
 
 

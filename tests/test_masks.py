@@ -313,7 +313,7 @@ def test_bad_arguments_raise_invalid_argument(call):
 def test_cuda_regions_equal_cpu():
     torch = pytest.importorskip("torch")
     if not kernels.cuda_available():  # the device itself: conftest's gpu marker
-        pytest.skip("needs edgeguard._cuda (make cuda)")
+        pytest.skip("needs edgeguard._cuda (built where nvcc is found at install)")
     for grid, k in (((8, 8), 24), ((14, 14), 80), ((3, 5), 6)):
         scores, top, sizes = _problem(n=33, grid=grid, k=k, seed=k)
         streams = np.arange(33, dtype=np.uint64)

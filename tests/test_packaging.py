@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "CMakeLists.txt", "README.md")
+BUILD_FILES = ("pyproject.toml", "CMakeLists.txt", "README.md")
 
 
 def _tracked() -> list[str]:
@@ -20,20 +20,20 @@ def _tracked() -> list[str]:
 
 
 def test_sdist_carries_every_tracked_build_source(tmp_path):
-    pytest.importorskip("Cython", reason="setup.py cythonizes the kernels when the sdist is made")
+    pytest.importorskip("scikit_build_core", reason="the build backend (pyproject.toml) makes the sdist")
     tracked = _tracked()
     source = tmp_path / "checkout"  # a copy of the tracked files only: no build products ride along
     for name in tracked:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-c", "from setuptools import build_meta; build_meta.build_sdist('dist')"],
+    subprocess.run([sys.executable, "-c", "from scikit_build_core import build; build.build_sdist('dist')"],
                    cwd=source, check=True, capture_output=True)
     sdist, = (source / "dist").glob("edgeguard-*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
         pkg_info = archive.extractfile(f"{sdist.name[:-len('.tar.gz')]}/PKG-INFO").read().decode()
     needed = [name for name in tracked if name.startswith(("csrc/", "edgeguard/")) or name in BUILD_FILES]
-    assert not sorted(set(needed) - names), "missing from the sdist (MANIFEST.in)"
+    assert not sorted(set(needed) - names), "missing from the sdist (pyproject.toml: sdist.exclude)"
     assert not [name for name in names if name.endswith((".so", ".pyc"))]
     from edgeguard.version import __version__
 
