@@ -12,6 +12,7 @@ exits 3 when it finds the model backdoored.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -173,7 +174,7 @@ EXIT_BACKDOORED = 3
 def cmd_scan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgeguard.bench.victims import DATASETS
+    from edgeguard.bench.victims import DATASETS, spec_of
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
     from edgeguard.scan.workflow import default_config, scan_model
@@ -189,6 +190,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     model = load_model_weights(arch, args.model, width=args.width)
     trusted = [load_model_weights(arch, path, width=args.width) for path in args.calibrate or []]
     data = load_dataset(args.data)
+    # What the dataset's models take and answer, so scan_model refuses frames of another task.
+    frame = DATASETS[args.dataset].make_data(1, 0, 43)
+    model.spec = dataclasses.replace(spec_of(frame), outputs=int(model.head.out_features))
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
     record = scan_model(model, data, args.report, method=args.method, images=args.images,
                         config=default_config(args.method, data, args.seed, **overrides), trusted=trusted,
@@ -270,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels, a CIFAR-10 folder or an image folder)")
     p.add_argument("--method", default="drmguard", choices=["drmguard", "nc"], help="scanner (nc: Neural Cleanse "
                    "adapted to regression, the baseline)")
-    p.add_argument("--images", type=int, default=300, help="clean images the scan uses (default 300)")
+    p.add_argument("--images", type=int, default=300, help="clean images the scan uses (default 300, at least 100: the threshold "
+                   "was calibrated on 300-frame scans)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the method's)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold: flagged below it. The "
                    "shipped default was calibrated on benign SynthGaze models (docs/user_guide.md); for your models use "

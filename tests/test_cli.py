@@ -108,17 +108,17 @@ def _gaze_model_and_data(tmp_path):
     torch.manual_seed(0)
     model = create_model("gaze_resnet18", num_outputs=2, width=0.125)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "gaze.safetensors")
-    save_npz(make_gaze(40, seed=3), tmp_path / "clean.npz")
+    save_npz(make_gaze(120, seed=3), tmp_path / "clean.npz")
     return tmp_path / "gaze.safetensors", tmp_path / "clean.npz"
 
 
 def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
     weights, data = _gaze_model_and_data(tmp_path)
-    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "100", "--steps", "2", "--width", "0.125",
               "--report", str(tmp_path / "report"), "--quiet"]
     assert main(["scan", *common, "--threshold", "1e-9"]) == 0  # nothing changes the image by less than that
     record = json.loads((tmp_path / "report" / "scan.json").read_text())
-    assert record["backdoored"] is False and record["method"] == "drmguard" and record["images"] == 16
+    assert record["backdoored"] is False and record["method"] == "drmguard" and record["images"] == 100
     assert len(record["estimated_target"]) == 2 and (tmp_path / "report" / "scan.png").stat().st_size > 5000
 
     import edgeguard.scan.workflow as scan_module
@@ -144,9 +144,37 @@ def test_scan_rejects_bad_input(tmp_path):
     assert main(["scan", str(weights), "--data", str(tmp_path / "missing.npz"), "--width", "0.125"]) == 2
     assert main(["scan", str(weights), "--data", str(data), "--width", "0.25"]) == 2  # weights of another width
     assert main(["scan", str(weights), "--data", str(data), "--images", "1"]) == 2
+    assert main(["scan", str(weights), "--data", str(data), "--width", "0.125", "--images", "99"]) == 2
     kept = weights.read_bytes()
     assert main(["scan", str(weights), "--data", str(data), "--width", "0.125", "--repair", str(weights)]) == 2
     assert weights.read_bytes() == kept  # --repair never overwrites the model it reads
+
+
+def test_scan_refuses_data_no_verdict_can_rest_on_and_says_whose_fault(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from edgeguard.data import make_gaze, make_signs
+    from edgeguard.data.loaders import save_npz
+    from edgeguard.models import create_model
+
+    weights, _ = _gaze_model_and_data(tmp_path)
+    gaze = ["--dataset", "gaze", "--width", "0.125", "--report", str(tmp_path / "report"), "--quiet"]
+    save_npz(make_gaze(60, seed=4), tmp_path / "few.npz")  # 2 frames once gave a benign model a BACKDOORED verdict
+    assert main(["scan", str(weights), "--data", str(tmp_path / "few.npz"), *gaze]) == 2
+    assert "at least 100" in capsys.readouterr().err
+    save_npz(make_signs(120, seed=4, num_classes=16), tmp_path / "signs.npz")
+    assert main(["scan", str(weights), "--data", str(tmp_path / "signs.npz"), *gaze]) == 2
+    assert "(3, 32, 32)" in capsys.readouterr().err  # colour frames are not broadcast into the grey model
+
+    torch.manual_seed(0)
+    signs_model = create_model("preact_resnet18", num_outputs=16, width=0.125)
+    save_file({k: v.contiguous() for k, v in signs_model.state_dict().items()}, tmp_path / "signs.safetensors")
+    signs = ["--dataset", "signs", "--width", "0.125", "--report", str(tmp_path / "report"), "--quiet"]
+    save_npz(make_signs(120, seed=4, num_classes=20), tmp_path / "twenty.npz")
+    assert main(["scan", str(tmp_path / "signs.safetensors"), "--data", str(tmp_path / "twenty.npz"), *signs]) == 2
+    assert "20 class ids" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()  # refused before any work
 
 
 @pytest.mark.parametrize("collapsed", [True, False])
@@ -154,7 +182,7 @@ def test_scan_calibrates_its_threshold_on_trusted_models(tmp_path, capsys, monke
     import edgeguard.scan.workflow as scan_module
 
     weights, data = _gaze_model_and_data(tmp_path)
-    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "16", "--steps", "2", "--width", "0.125",
+    common = [str(weights), "--dataset", "gaze", "--data", str(data), "--images", "100", "--steps", "2", "--width", "0.125",
               "--report", str(tmp_path / "report"), "--quiet"]
     real_scan = scan_module.scan
 

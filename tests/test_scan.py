@@ -90,8 +90,22 @@ def test_bad_input_and_settings_are_rejected():
         scan(model, np.full((4, 1, 36, 60), 2.0, np.float32), progress=False)
     with pytest.raises(InvalidArgumentError, match="no module"):
         scan(model, blocky_images(4), DRMGuardConfig(head="phi", lambda_feat=800, steps=1, batch_size=2), progress=False)
-    with pytest.raises(InvalidInputError, match="do not vary"):
+    with pytest.raises(InvalidInputError, match="all the same frame"):  # the data's fault
         scan(model, np.zeros((4, 1, 36, 60), np.float32), DRMGuardConfig(steps=1, batch_size=2), progress=False)
+
+    class Constant(nn.Module):  # ignores its input: the model's fault, whatever the frames
+        def __init__(self, value=1.0):
+            super().__init__()
+            self.head = nn.Linear(1, 2)
+            self.value = value
+
+        def forward(self, x):
+            return self.head(torch.full((len(x), 1), self.value))
+
+    with pytest.raises(InvalidInputError, match="ignores its input"):
+        scan(Constant(), blocky_images(4), DRMGuardConfig(steps=1, batch_size=2), progress=False)
+    with pytest.raises(InvalidInputError, match="not finite"):
+        scan(Constant(float("nan")), blocky_images(4), DRMGuardConfig(steps=1, batch_size=2), progress=False)
     with pytest.raises(InvalidArgumentError):
         DRMGuardConfig(batch_size=1)
     assert calibrate([0.2, 0.1, 0.3]) == pytest.approx(0.85 * 0.2)  # the median, less 15%
@@ -464,3 +478,32 @@ def test_benchmark_runs_a_zoo_file_end_to_end_with_training_and_scanning_stubbed
         Path("benchmarks") / "zoos" / "gaze_quick.json")
     pooled = record["results"][-1]
     assert (pooled["attack"], pooled["tp"], pooled["fp"], pooled["roc_auc"]) == ("all", 1, 0, 1.0)
+
+
+def test_scan_model_checks_the_frames_against_the_model_spec_before_any_work(tmp_path):
+    from edgeguard.data.dataset import ImageDataset
+    from edgeguard.runtime.spec import ModelSpec
+    from edgeguard.scan.workflow import MIN_SCAN_IMAGES, check_scan_inputs, scan_model
+
+    rng = np.random.default_rng(0)
+    gaze = ImageDataset(rng.integers(0, 255, (MIN_SCAN_IMAGES, 36, 60, 1), dtype=np.uint8),
+                        rng.uniform(-0.5, 0.5, (MIN_SCAN_IMAGES, 2)).astype(np.float32), "regression")
+    model = ToyGaze(backdoor=False)
+    model.spec = ModelSpec(role="model", input_shape=(1, 36, 60), output="regression", outputs=2)
+    check_scan_inputs(model, gaze, MIN_SCAN_IMAGES)  # fits: no error
+    with pytest.raises(InvalidArgumentError, match=f">= {MIN_SCAN_IMAGES}"):
+        check_scan_inputs(model, gaze, MIN_SCAN_IMAGES - 1)
+    with pytest.raises(InvalidInputError, match="at least"):
+        check_scan_inputs(model, gaze.subset(np.arange(MIN_SCAN_IMAGES - 1)), MIN_SCAN_IMAGES)
+    model.spec = ModelSpec(role="model", input_shape=(3, 36, 60), output="regression", outputs=2)
+    with pytest.raises(InvalidInputError, match="never broadcasts"):  # grey frames, colour model
+        check_scan_inputs(model, gaze, MIN_SCAN_IMAGES)
+    model.spec = ModelSpec(role="model", input_shape=(1, 36, 60), output="classification", outputs=2)
+    with pytest.raises(InvalidInputError, match="another task"):
+        check_scan_inputs(model, gaze, MIN_SCAN_IMAGES)
+    model.spec = ModelSpec(role="model", input_shape=(1, 36, 60), output="regression", outputs=3)
+    with pytest.raises(InvalidInputError, match="2 label dimensions"):
+        check_scan_inputs(model, gaze, MIN_SCAN_IMAGES)
+    with pytest.raises(InvalidInputError):
+        scan_model(model, gaze, tmp_path / "report", progress=False)
+    assert not (tmp_path / "report").exists()

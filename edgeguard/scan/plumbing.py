@@ -64,9 +64,15 @@ def batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
 
 def output_variance(model: nn.Module, x: torch.Tensor, softmax: bool = False) -> torch.Tensor:
     """sum_j Var_i f_j(x_i) over the clean images x (N, C, H, W) (of the softmax of f when
-    ``softmax``); raises when it is zero."""
+    ``softmax``); raises, blaming the model or the images, when it is not positive."""
     out = batched(lambda b: model(b).float(), x)
+    if not torch.isfinite(out).all():
+        raise InvalidInputError("the model's outputs on the clean images are not finite (NaN/inf): its weights are "
+                                "broken; no scan can judge it")
     variance = (out.softmax(dim=1) if softmax else out).var(dim=0).sum()
-    if not torch.isfinite(variance) or variance <= 0:
-        raise InvalidInputError("the model's outputs do not vary over the clean images; give it more varied ones")
+    if variance <= 0:
+        if x.flatten(1).var(dim=0).sum() <= 0:
+            raise InvalidInputError(f"the {len(x)} clean images are all the same frame; give the scan varied frames")
+        raise InvalidInputError(f"the model answers the same for {len(x)} different clean images: it ignores its "
+                                "input (a degenerate model, or frames it was not made for); no scan can judge it")
     return variance

@@ -16,14 +16,47 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from torch import nn
 
-from edgeguard.data.dataset import ImageDataset
-from edgeguard.errors import InvalidArgumentError
+from edgeguard.data.dataset import ImageDataset, to_float_nchw
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.fileio import write_atomically
 from edgeguard.scan.calibration import CALIBRATION_MARGIN, threshold_from_trusted
 from edgeguard.scan.drmguard import DRMGuardConfig, scan
 from edgeguard.scan.neural_cleanse import NeuralCleanseConfig, neural_cleanse
 
 METHODS = ("drmguard", "nc")
+# The fewest clean frames a verdict rests on. The shipped threshold was calibrated on scans of
+# 300 frames; on a handful the generator can collapse any model's outputs by fitting those
+# frames (on 2 frames a benign model was called backdoored), so its statistic is not
+# comparable. 100 is a floor, not a recommendation: use 300 where you have them.
+MIN_SCAN_IMAGES = 100
+
+
+def check_scan_inputs(model: nn.Module, clean: ImageDataset, images: int) -> None:
+    """Refuse, before any work, data that no verdict could rest on, naming which side is at
+    fault: too few frames, or frames and labels that do not fit the model's ``spec`` (a
+    ``ModelSpec``, when the model carries one: input shape, output kind and count)."""
+    if images < MIN_SCAN_IMAGES:
+        raise InvalidArgumentError(f"images must be >= {MIN_SCAN_IMAGES} (a verdict on fewer frames is not "
+                                   f"comparable with the calibrated threshold), got {images}")
+    if len(clean) < MIN_SCAN_IMAGES:
+        raise InvalidInputError(f"the data holds {len(clean)} labelled frames; a scan needs at least {MIN_SCAN_IMAGES} "
+                                f"(300 recommended) held-out clean frames of the model's task")
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return
+    shape = tuple(int(d) for d in to_float_nchw(clean.images[:1]).shape[1:])
+    if shape != tuple(spec.input_shape):
+        raise InvalidInputError(f"the data's frames are {shape} (C, H, W) but the model takes {tuple(spec.input_shape)}: "
+                                "these frames are not the model's input (another task or camera?); resize or convert "
+                                "them first (edgeguard.data.resize_frames), the scan never broadcasts or resizes")
+    if spec.output is not None and spec.output != clean.output:
+        raise InvalidInputError(f"the data's labels are {clean.output.value} labels but the model is a "
+                                f"{spec.output.value} model: the data belongs to another task")
+    regression = clean.output == "regression"
+    if spec.outputs is not None and (clean.num_classes != spec.outputs if regression else clean.num_classes > spec.outputs):
+        what = "label dimensions" if regression else "class ids"
+        raise InvalidInputError(f"the data has {clean.num_classes} {what} but the model answers with {spec.outputs} "
+                                "outputs: the data belongs to another model")
 
 
 def default_config(method: str, clean: ImageDataset, seed: int = 0, **overrides):
@@ -73,8 +106,7 @@ def scan_model(model: nn.Module, clean: ImageDataset, report_dir: "str | Path", 
     from edgeguard.scan.repair import repair
     from edgeguard.scan.report import write_report
 
-    if images < 2:
-        raise InvalidArgumentError(f"images must be >= 2, got {images}")
+    check_scan_inputs(model, clean, images)
     config = config if config is not None else default_config(method, clean, seed)
     order = np.random.default_rng(seed).permutation(len(clean))
     scan_data = clean.subset(order[:images])
