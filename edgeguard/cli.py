@@ -174,7 +174,7 @@ EXIT_BACKDOORED = 3
 def cmd_scan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgeguard.bench.victims import DATASETS, spec_of
+    from edgeguard.bench.victims import DATASETS, VictimConfig, model_spec
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights
     from edgeguard.scan.workflow import default_config, scan_model
@@ -191,8 +191,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     trusted = [load_model_weights(arch, path, width=args.width) for path in args.calibrate or []]
     data = load_dataset(args.data)
     # What the dataset's models take and answer, so scan_model refuses frames of another task.
-    frame = DATASETS[args.dataset].make_data(1, 0, 43)
-    model.spec = dataclasses.replace(spec_of(frame), outputs=int(model.head.out_features))
+    model.spec = dataclasses.replace(model_spec(VictimConfig(dataset=args.dataset)), outputs=int(model.head.out_features))
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
     record = scan_model(model, data, args.report, method=args.method, images=args.images,
                         config=default_config(args.method, data, args.seed, **overrides), trusted=trusted,

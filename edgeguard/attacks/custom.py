@@ -87,8 +87,7 @@ class TriggerImage(Attack):
     def _apply(self, images: np.ndarray) -> np.ndarray:
         out = images.copy()
         th, tw = self.pattern_.shape[:2]
-        pattern, alpha = self.pattern_.astype(np.float32), self.alpha_
         for i, (top, left) in enumerate(self.positions(len(images))):
-            region = out[i, top:top + th, left:left + tw].astype(np.float32)
-            out[i, top:top + th, left:left + tw] = np.clip(np.rint((1 - alpha) * region + alpha * pattern), 0, 255)
+            region = out[i : i + 1, top : top + th, left : left + tw]
+            out[i : i + 1, top : top + th, left : left + tw] = triggers.blend(region, self.pattern_, self.alpha_)
         return out
