@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from edgeguard.errors import EdgeGuardError, InvalidArgumentError
@@ -114,41 +115,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_mae(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from safetensors.torch import save_file
-
-    import numpy as np
-
+    from edgeguard.bench.restorer import train_restorer
     from edgeguard.data.loaders import load_images
-    from edgeguard.data.photos import random_crops
-    from edgeguard.data.signs import make_signs
     from edgeguard.deploy import export_restorer
-    from edgeguard.bench.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr
 
-    config = RestorerConfig(steps=args.steps, seed=args.seed)
-    finetune, images, own = None, None, None
-    if args.finetune_on:
-        frames = load_images(args.finetune_on)
-        # a tenth (at most 500) held out, so the PSNR on the user's frames is on frames it never saw
-        order = np.random.default_rng(args.seed).permutation(len(frames))
-        cut = min(500, len(frames) // 10)
-        own, images = frames[order[:cut]], frames[order[cut:]]
-        finetune = dataclasses.replace(FINETUNE, steps=args.finetune_steps, seed=args.seed)
-    mae = get_restorer(config, finetune, images, progress=not args.quiet)
-    held_out = random_crops(1000, mae.config.img_size, 5, scale=config.crop_scale, split="test")
-    scores = {"photos": restoration_psnr(mae, held_out), "SynthSigns": restoration_psnr(mae, make_signs(1000, 12345).images)}
-    if own is not None and len(own):
-        scores[f"your frames ({len(own)} held out)"] = restoration_psnr(mae, own)
+    outputs = [Path(p).resolve() for p in (args.out, args.onnx) if p]
+    if len(set(outputs)) < len(outputs):
+        raise InvalidArgumentError("--out and --onnx name the same file; give each its own")
+    frames = load_images(args.finetune_on) if args.finetune_on else None
+    trained = train_restorer(args.steps, frames, args.finetune_steps, seed=args.seed, progress=not args.quiet)
     print("restoration PSNR at 75% masking (masked pixels): "
-          + ", ".join(f"{name} {value:.2f} dB" for name, value in scores.items()))
+          + ", ".join(f"{name} {value:.2f} dB" for name, value in trained.psnr.items()))
     if args.out:
-        save_file({k: v.contiguous() for k, v in mae.state_dict().items()}, args.out)
-        print(f"wrote {args.out}")
+        print(f"wrote {trained.save(args.out)}")
     if args.onnx:
-        size = mae.config.img_size
-        export_restorer(mae, args.onnx, (mae.config.in_chans, size, size))
-        print(f"wrote {args.onnx}")
+        size = trained.mae.config.img_size
+        print(f"wrote {export_restorer(trained.mae, args.onnx, (trained.mae.config.in_chans, size, size))}")
     return 0
 
 
@@ -172,8 +154,6 @@ EXIT_BACKDOORED = 3
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edgeguard.bench.victims import DATASETS, VictimConfig, model_spec
     from edgeguard.data.loaders import load_dataset
     from edgeguard.deploy.weights import load_model_weights

@@ -4,17 +4,28 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
-def write_atomically(path: "str | Path", write: Callable[[Path], None]) -> None:
-    """``write(temporary_path)``, then rename it to ``path`` (same folder, unique temporary name)."""
+def write_atomically(path: "str | Path", write: Callable[[Path], T]) -> T:
+    """``write(temporary_path)``, then rename it to ``path`` (same folder, unique temporary name);
+    returns what ``write`` returned. If ``write`` raises, ``path`` is untouched."""
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(Path(temporary))
+        result = write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would not
         os.replace(temporary, path)
+        return result
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -227,3 +227,8 @@ def test_train_mae_fine_tunes_on_unlabelled_frames_and_reports_their_psnr(tmp_pa
                  "--out", str(tmp_path / "mae.safetensors"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "your frames (20 held out)" in out and (tmp_path / "mae.safetensors").stat().st_size > 0
+
+
+def test_train_mae_refuses_one_file_for_both_outputs_before_training(tmp_path, capsys):
+    assert main(["train-mae", "--out", str(tmp_path / "m"), "--onnx", str(tmp_path / "." / "m"), "--quiet"]) == 2
+    assert "name the same file" in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -121,6 +121,24 @@ def test_int8_build_is_calibrated_on_frames_and_keeps_the_answers(tmp_path):
     with pytest.raises(ModelFormatError, match="against the fp32 ONNX: output .* differs by"):
         build_engine(path, tmp_path / "strict.onnx", strict, images=toy_classification(50, seed=5).images)
     assert not (tmp_path / "strict.onnx").exists() and not (tmp_path / "strict.onnx.json").exists()
+    # ... and an engine already at that path (from a good build) survives a refused rebuild.
+    good = build_engine(path, tmp_path / "kept.ort.onnx", BuildConfig(backend="onnxruntime"))
+    before = (good.engine.read_bytes(), good.sidecar.read_bytes())
+    with pytest.raises(ModelFormatError):
+        build_engine(path, good.engine, strict, images=toy_classification(50, seed=5).images)
+    assert (good.engine.read_bytes(), good.sidecar.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.ort.onnx", "kept.ort.onnx.json", "toy.onnx",
+                                                          "toy_int8.ort.onnx", "toy_int8.ort.onnx.json"]
+
+
+def test_a_build_never_replaces_its_source(onnx_model, tmp_path):
+    source = tmp_path / "m.onnx"
+    source.write_bytes(onnx_model.read_bytes())
+    # the source itself, by another spelling, or as the sidecar of the engine
+    for out in (source, tmp_path / "sub" / ".." / "m.onnx", tmp_path / "m"):
+        with pytest.raises(InvalidArgumentError, match="would replace its source"):
+            build_engine(source if out.name != "m" else tmp_path / "m.json", out, BuildConfig(backend="onnxruntime"))
+    assert source.read_bytes() == onnx_model.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
 def test_restorer_builds_keep_the_token_grid(tmp_path):
@@ -328,3 +346,15 @@ def test_compare_matches_outputs_by_name_or_position_and_names_what_fails():
         compare(Fixed(["y"], logits), Fixed(["y"], logits), [])
     with pytest.raises(InvalidArgumentError, match="min_top1_agreement"):
         Tolerances(min_top1_agreement=1.5)
+
+
+def test_a_failed_export_leaves_the_model_already_there(onnx_model, tmp_path):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("cannot trace")
+
+    target = tmp_path / "m.onnx"
+    target.write_bytes(onnx_model.read_bytes())
+    with pytest.raises(RuntimeError, match="cannot trace"):
+        export_onnx(Broken(), target, (3, 32, 32))
+    assert target.read_bytes() == onnx_model.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

@@ -74,3 +74,14 @@ def test_an_interrupted_write_leaves_neither_a_half_file_nor_a_temporary(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         write_atomically(tmp_path / "kept.txt", fail)
     assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"] and (tmp_path / "kept.txt").read_text() == "old"
+
+
+def test_an_atomic_write_returns_what_the_writer_returned_and_honours_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        assert write_atomically(tmp_path / "a.txt", lambda tmp: tmp.write_text("abc")) == 3
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").read_text() == "abc" and (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640

@@ -9,6 +9,8 @@ the fp32 ONNX model on ONNX Runtime (the accuracy gate: fp16 and int8 can break 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -105,28 +107,37 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, config: BuildConfi
             otherwise random inputs are used for the gate.
     """
     t0 = time.perf_counter()
-    info = read_onnx_info(onnx_path)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.resolve() in (Path(onnx_path).resolve(), sidecar_path(onnx_path).resolve()) or \
+            sidecar_path(out_path).resolve() == Path(onnx_path).resolve():
+        raise InvalidArgumentError(f"the engine {out_path} would replace its source {onnx_path} (and the accuracy "
+                                   "gate would compare the build with itself); write it elsewhere")
+    info = read_onnx_info(onnx_path)
     if config.precision == "int8" and images is None:
         raise InvalidArgumentError("int8 needs calibration images (a few hundred frames like the deployed ones)")
-    with tempfile.TemporaryDirectory(prefix="edgeguard-build-") as tmp:
-        source = Path(onnx_path)
-        if config.precision == "int8":
-            source = quantize_int8(onnx_path, Path(tmp) / "int8.onnx", images)
-        if config.backend == "onnxruntime":
-            sidecar = _build_onnxruntime(source, out_path, info, config)
-        else:
-            from edgeguard.deploy.tensorrt_build import build_tensorrt
-
-            sidecar = build_tensorrt(source, out_path, info, config, Path(tmp))
-    sidecar.write(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Built and gated under the final name in a private folder beside out_path, then moved into
+    # place: a refused or interrupted build leaves nothing, and an engine already there survives.
+    stage = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
     try:
-        report = _accuracy_gate(onnx_path, out_path, info, config, images)
-    except ModelFormatError:
-        out_path.unlink()  # a refused build leaves nothing that would load
-        sidecar_path(out_path).unlink()
-        raise
+        staged = stage / out_path.name
+        with tempfile.TemporaryDirectory(prefix="edgeguard-build-") as tmp:
+            source = Path(onnx_path)
+            if config.precision == "int8":
+                source = quantize_int8(onnx_path, Path(tmp) / "int8.onnx", images)
+            if config.backend == "onnxruntime":
+                sidecar = _build_onnxruntime(source, staged, info, config)
+            else:
+                from edgeguard.deploy.tensorrt_build import build_tensorrt
+
+                sidecar = build_tensorrt(source, staged, info, config, Path(tmp))
+        sidecar.write(staged)
+        report = _accuracy_gate(onnx_path, staged, info, config, images)
+        os.replace(staged, out_path)
+        os.replace(sidecar_path(staged), sidecar_path(out_path))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report.engine, report.sidecar = out_path, sidecar_path(out_path)
     report.seconds = time.perf_counter() - t0
     log.info("%s", report)
     return report

@@ -8,6 +8,7 @@ from typing import Collection, Mapping, Optional, Sequence
 
 
 from edgeguard.errors import InvalidArgumentError, require
+from edgeguard.fileio import write_atomically
 from edgeguard.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def export_onnx(
     atol: float = 1e-4,
     metadata: Mapping[str, object] | None = None,
 ) -> Path:
-    """Export ``model`` (eval mode) to ONNX and check ONNX Runtime matches torch.
+    """Export ``model`` (eval mode) to ONNX and check ONNX Runtime matches torch; ``path`` is
+    written only when the check passes (an existing file there stays until then).
 
     Args:
         model: an ``nn.Module`` taking float32 tensors with a leading batch axis.
@@ -52,43 +54,50 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    gen = torch.Generator().manual_seed(0)
 
-    def make(batch: int) -> dict:
-        feeds = {}
-        for name, shape in inputs.items():
-            x = torch.rand(batch, *shape, generator=gen)
-            feeds[name] = (x < 0.5).float() if name in binary_inputs else x
-        return feeds
+    def write(target: Path) -> float:
+        """Export, check and tag ``target``; returns the largest |onnx - torch|."""
+        gen = torch.Generator().manual_seed(0)
 
-    names = list(inputs)
-    axes = {n: {0: "batch"} for n in names + [output_name]} if dynamic_batch else None
-    with torch.no_grad(), warnings.catch_warnings():
-        # Shape checks become constants in the trace, which is right for fixed-size frames.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # The TorchScript exporter is pinned explicitly: torch >= 2.9 defaults to dynamo.
-        torch.onnx.export(model, tuple(make(2).values()), str(path), opset_version=opset, dynamo=False,
-                          input_names=names, output_names=[output_name], dynamic_axes=axes)
-    onnx = require("onnx", "ONNX export", "onnx")
-    onnx.checker.check_model(str(path))
-    require("onnxruntime", "ONNX parity check", "onnx")
-    from edgeguard.runtime.compare import Tolerances, compare
-    from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
-    from edgeguard.runtime.torch_engine import TorchEngine
+        def make(batch: int) -> dict:
+            feeds = {}
+            for name, shape in inputs.items():
+                x = torch.rand(batch, *shape, generator=gen)
+                feeds[name] = (x < 0.5).float() if name in binary_inputs else x
+            return feeds
 
-    check = {name: t.numpy() for name, t in make(3 if dynamic_batch else 2).items()}
-    with OnnxRuntimeEngine(path, providers=["CPUExecutionProvider"]) as exported:
-        report = compare(TorchEngine(model, input_names=names, output_name=output_name), exported, [check],
-                         Tolerances(max_abs_diff=atol))
-    report.raise_for(f"exported {path} against torch")
-    err = report.max_abs_diff[output_name]
-    if metadata:
-        proto = onnx.load(str(path))
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, str(value)
-        onnx.save(proto, str(path))
+        names = list(inputs)
+        axes = {n: {0: "batch"} for n in names + [output_name]} if dynamic_batch else None
+        with torch.no_grad(), warnings.catch_warnings():
+            # Shape checks become constants in the trace, which is right for fixed-size frames.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # The TorchScript exporter is pinned explicitly: torch >= 2.9 defaults to dynamo.
+            torch.onnx.export(model, tuple(make(2).values()), str(target), opset_version=opset, dynamo=False,
+                              input_names=names, output_names=[output_name], dynamic_axes=axes)
+        onnx = require("onnx", "ONNX export", "onnx")
+        onnx.checker.check_model(str(target))
+        require("onnxruntime", "ONNX parity check", "onnx")
+        from edgeguard.runtime.compare import Tolerances, compare
+        from edgeguard.runtime.onnx_runtime import OnnxRuntimeEngine
+        from edgeguard.runtime.torch_engine import TorchEngine
+
+        check = {name: t.numpy() for name, t in make(3 if dynamic_batch else 2).items()}
+        with OnnxRuntimeEngine(target, providers=["CPUExecutionProvider"]) as exported:
+            report = compare(TorchEngine(model, input_names=names, output_name=output_name), exported, [check],
+                             Tolerances(max_abs_diff=atol))
+        report.raise_for(f"exported {path} against torch")
+        err = report.max_abs_diff[output_name]
+        if metadata:
+            proto = onnx.load(str(target))
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, str(value)
+            onnx.save(proto, str(target))
+        return err
+
+    # Renamed to ``path`` only once the check passed: a failed export never replaces a good model.
+    err = write_atomically(path, write)
     log.info("exported %s (opset %d, max |onnx - torch| = %.1e)", path, opset, err)
     return path
 
