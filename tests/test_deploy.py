@@ -71,6 +71,19 @@ def test_a_mismatched_engine_is_refused(onnx_model, tmp_path):
         load_engine(out)
 
 
+def test_a_built_engine_without_its_sidecar_is_reported_unverified(onnx_model, tmp_path):
+    out = tmp_path / "tiny.ort.onnx"
+    build_engine(onnx_model, out, BuildConfig(backend="onnxruntime"))
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    assert load_engine(out).verified and not load_engine(onnx_model).verified  # a plain export needs no sidecar
+    sidecar_path(out).unlink()
+    with pytest.raises(ModelFormatError, match="sidecar tiny.ort.onnx.json is missing"):
+        load_engine(out)(x)
+    unchecked = load_engine(out, allow_unverified=True)
+    assert not unchecked.verified
+    np.testing.assert_allclose(unchecked(x), load_engine(onnx_model)(x), atol=1e-5)
+
+
 def test_tensorrt_engines_need_their_sidecar_and_its_versions(tmp_path):
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not really a plan")

@@ -24,7 +24,7 @@ from edgeguard.deploy.quantize import calibration_feeds, quantize_int8
 from edgeguard.errors import InvalidArgumentError, ModelFormatError, require
 from edgeguard.runtime import load_engine
 from edgeguard.runtime.compare import Tolerances, compare
-from edgeguard.runtime.sidecar import EngineSidecar, file_sha256, sidecar_path
+from edgeguard.runtime.sidecar import BUILT_KEY, EngineSidecar, file_sha256, sidecar_path
 from edgeguard.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,11 @@ def _build_onnxruntime(source: Path, out_path: Path, info: OnnxInfo, config: Bui
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFormatError(f"ONNX Runtime cannot load {source}: {exc}") from exc
+    onnx = require("onnx", "the ONNX Runtime build", "onnx")
+    proto = onnx.load(str(out_path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = BUILT_KEY, f"onnxruntime {config.precision}"
+    onnx.save(proto, str(out_path))
     return EngineSidecar(backend="onnxruntime", engine_sha256=file_sha256(out_path), inputs=info.inputs,
                          outputs=info.outputs, model=info.metadata, precision=config.precision,
                          onnx_sha256=info.sha256)

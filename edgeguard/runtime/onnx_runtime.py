@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeguard.errors import EngineRuntimeError, InvalidArgumentError, InvalidInputError, ModelFormatError, require
 from edgeguard.runtime.base import Engine
-from edgeguard.runtime.sidecar import EngineSidecar, sidecar_path
+from edgeguard.runtime.sidecar import BUILT_KEY, EngineSidecar, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,15 @@ class OnnxRuntimeEngine(Engine):
     """An ONNX model run by ONNX Runtime; the session is created lazily.
 
     A sidecar next to the file (written by ``export/build_engine.py --backend onnxruntime``)
-    is read and checked when present; plain exported .onnx files need none.
+    is read and checked when present; plain exported .onnx files need none. A file that
+    build_engine wrote but whose sidecar is gone is refused unless ``allow_unverified``;
+    ``verified`` says whether a sidecar vouched for the file.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
+    def __init__(self, path: str | Path, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+                 allow_unverified: bool = False):
         super().__init__()
         self.path = Path(path)
         if not self.path.is_file():
@@ -32,7 +35,13 @@ class OnnxRuntimeEngine(Engine):
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         self.threads = threads
         self.sidecar = EngineSidecar.read(self.path) if sidecar_path(self.path).is_file() else None
+        self.allow_unverified = allow_unverified
         self._session = None
+
+    @property
+    def verified(self) -> bool:
+        """True when a sidecar's checksum and shapes vouched for the file."""
+        return self.sidecar is not None
 
     @property
     def session(self):
@@ -48,6 +57,12 @@ class OnnxRuntimeEngine(Engine):
                 self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise ModelFormatError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+            built = BUILT_KEY in self._session.get_modelmeta().custom_metadata_map
+            if built and self.sidecar is None and not self.allow_unverified:
+                self._session = None
+                raise ModelFormatError(f"{self.path} was written by build_engine but its sidecar "
+                                       f"{sidecar_path(self.path).name} is missing, so nothing about it can be "
+                                       "checked; put the sidecar back, rebuild, or load it with allow_unverified=True")
             log.info("ONNX Runtime session for %s on %s", self.path.name, self._session.get_providers()[0])
         return self._session
 

@@ -21,6 +21,11 @@ from edgeguard.version import __version__
 FORMAT = "edgeguard-engine/1"
 
 
+# Metadata key that build_engine stamps into the ONNX files it writes: such a file without its
+# sidecar has lost its checks and is refused (ONNX files straight from export need no sidecar).
+BUILT_KEY = "edgeguard.built"
+
+
 def sidecar_path(engine_path: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     path = Path(engine_path)
