@@ -249,6 +249,15 @@ def test_load_gtsrb_layout(tmp_path):
     (images_dir / "00002" / "GT-00002.csv").write_text("Filename,ClassId\nx.ppm,2\n")
     with pytest.raises(DataFormatError, match="GT-00002.csv"):
         load_image_folder(images_dir)
+    # An annotation may not pull files from outside its class folder: '..', absolute, or a link out.
+    secret = tmp_path / "secret.ppm"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(secret)
+    (images_dir / "00002" / "link.ppm").symlink_to(secret)
+    header = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
+    for name in ("../../../../secret.ppm", str(secret), "link.ppm"):
+        (images_dir / "00002" / "GT-00002.csv").write_text(f"{header}{name};50;40;10;5;39;34;2\n")
+        with pytest.raises(DataFormatError, match="points outside"):
+            load_image_folder(images_dir)
 
 
 def test_npz_round_trip(tmp_path):
@@ -334,3 +343,21 @@ def test_resize_frames_keeps_flat_colours_and_averages_blocks():
     assert np.array_equal(small[0, :, :, 0], (np.indices((4, 4)).sum(0) % 2) * 200)
     with pytest.raises(InvalidInputError):
         resize_frames(np.zeros((2, 8, 8, 3), np.float32), 4)
+
+
+def test_image_decoding_scales_16_bit_and_refuses_what_it_cannot_read_faithfully(tmp_path, monkeypatch):
+    from edgeguard.data.images import read_image
+
+    grey = (np.arange(16 * 16).reshape(16, 16) * 257).astype(np.uint16)  # 0..65535 in steps of 257
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    pixels = read_image(tmp_path / "deep.png", channels=1)[..., 0]
+    assert pixels.dtype == np.uint8 and np.array_equal(pixels, np.arange(256).reshape(16, 16))  # not saturated
+    assert np.array_equal(read_image(tmp_path / "deep.png")[..., 1], pixels)
+    Image.fromarray(grey.astype(np.int32) // 257).save(tmp_path / "int32.tif")  # mode I holding 8-bit values
+    assert np.array_equal(read_image(tmp_path / "int32.tif", channels=1)[..., 0], pixels)
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DataFormatError, match="float.tif: floating-point"):
+        read_image(tmp_path / "float.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 16 x 16 = 256 pixels is now a bomb
+    with pytest.raises(DataFormatError, match="deep.png: refused as a possible decompression bomb"):
+        read_image(tmp_path / "deep.png")

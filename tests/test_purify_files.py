@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeguard.errors import InvalidArgumentError, InvalidInputError
+from edgeguard.errors import DataFormatError, InvalidArgumentError, InvalidInputError
 from edgeguard.purify import PurifyResult
 from edgeguard.fileio import write_atomically
 from edgeguard.purify.files import check_output_folder, purify_files
@@ -59,7 +59,7 @@ def test_unusable_inputs_are_named(tmp_path):
     with pytest.raises(InvalidInputError, match="neither"):
         purify_files(Inverter(), [tmp_path / "nowhere"], tmp_path / "out")
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(InvalidInputError, match="bad.png"):
+    with pytest.raises(DataFormatError, match="bad.png"):
         purify_files(Inverter(), [tmp_path / "bad.png"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

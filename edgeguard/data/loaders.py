@@ -13,11 +13,11 @@ from typing import Union
 import numpy as np
 
 from edgeguard.data.dataset import ImageDataset
+from edgeguard.data.images import IMAGE_SUFFIXES, read_image
 from edgeguard.errors import DataFormatError, EdgeGuardError, InvalidArgumentError
 
 PathLike = Union[str, Path]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = ("test_batch",)
 _GTSRB_COLUMNS = ("Filename", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
@@ -113,17 +113,7 @@ def load_cifar10(root: PathLike, split: str = "train") -> ImageDataset:
 
 
 def _read_image(path: Path, size: int, box=None) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if box is not None:
-                im = im.crop(box)
-            im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for unreadable/corrupt files
-        raise DataFormatError(f"{path}: cannot read image ({exc})") from exc
+    return read_image(path, 3, box, size)
 
 
 def _read_gtsrb_csv(path: Path) -> list[tuple[str, tuple[int, int, int, int], int]]:
@@ -145,6 +135,16 @@ def _read_gtsrb_csv(path: Path) -> list[tuple[str, tuple[int, int, int, int], in
         except (TypeError, ValueError) as exc:
             raise DataFormatError(f"{path}, line {i}: ROI and ClassId must be integers ({exc})") from exc
     return out
+
+
+def _inside(folder: Path, name: str, listed_in: Path) -> Path:
+    """``folder / name``, refused when an annotation names a file outside ``folder`` (an
+    absolute path, ``..``, or a link leading out): a dataset must not read other files."""
+    path = folder / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise DataFormatError(f"{listed_in}: Filename {name!r} points outside {folder}; annotations may only "
+                              "name files in their own folder")
+    return path
 
 
 def _gtsrb_root(root: Path) -> Path:
@@ -184,7 +184,7 @@ def load_image_folder(root: PathLike, size: int = 32) -> ImageDataset:
         annotations = sorted(class_dir.glob("GT-*.csv"))
         if annotations:
             for filename, box, label in _read_gtsrb_csv(annotations[0]):
-                images.append(_read_image(class_dir / filename, size, box))
+                images.append(_read_image(_inside(class_dir, filename, annotations[0]), size, box))
                 labels.append(label)
         else:
             for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):

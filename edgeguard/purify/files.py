@@ -16,10 +16,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from edgeguard.data.images import IMAGE_SUFFIXES, read_image
 from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.fileio import write_atomically
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
 
 def image_files(paths: Sequence["str | Path"]) -> list[Path]:
@@ -38,16 +38,9 @@ def image_files(paths: Sequence["str | Path"]) -> list[Path]:
 
 
 def read_frames(files: Sequence[Path]) -> np.ndarray:
-    """(N, H, W, 3) uint8 frames of one size from image files."""
-    from PIL import Image
-
-    frames = []
-    for f in files:
-        try:
-            with Image.open(f) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except OSError as exc:
-            raise InvalidInputError(f"{f} is not a readable image: {exc}") from exc
+    """(N, H, W, 3) uint8 frames of one size from image files (DataFormatError for one that
+    cannot be read)."""
+    frames = [read_image(f) for f in files]
     shapes = {fr.shape for fr in frames}
     if len(shapes) > 1:
         raise InvalidInputError(f"frames must share one size, got {sorted(shapes)}")
