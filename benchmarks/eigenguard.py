@@ -101,14 +101,21 @@ def _cached_model(kind: str, key: str, model, train) -> float:
 
     from edgeguard import cache
 
+    from edgeguard.fileio import write_atomically
+
     folder = cache.entry_dir(kind, key)
-    if (folder / "model.safetensors").exists():
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        model.eval()
-        return json.loads((folder / "info.json").read_text())["train_seconds"]
+    if cache.intact(folder, ("model.safetensors", "info.json")):
+        try:
+            model.load_state_dict(load_file(folder / "model.safetensors"))
+            model.eval()
+            return json.loads((folder / "info.json").read_text())["train_seconds"]
+        except Exception as exc:  # safetensors, torch and json each raise their own types
+            cache.discard(folder, f"cannot load it: {exc}")
     seconds = train()
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    (folder / "info.json").write_text(json.dumps({"train_seconds": seconds}))
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    write_atomically(folder / "model.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(folder / "info.json", lambda tmp: tmp.write_text(json.dumps({"train_seconds": seconds})))
+    cache.seal(folder, ["model.safetensors", "info.json"])
     return seconds
 
 

@@ -5,6 +5,7 @@
     edgeguard purify --model model.onnx --restorer mae.onnx frames/ --out purified/
     edgeguard scan model.safetensors --dataset gaze --data clean.npz [--repair repaired.safetensors]
     edgeguard demo --out demo.png
+    edgeguard cache list|verify|clear
 
 Exit status: 0 on success, 2 on a usage or input error (an ``EdgeGuardError``); ``scan``
 exits 3 when it finds the model backdoored.
@@ -132,6 +133,34 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
         size = trained.mae.config.img_size
         print(f"wrote {export_restorer(trained.mae, args.onnx, (trained.mae.config.in_chans, size, size))}")
     return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from edgeguard import cache
+
+    if args.action == "clear":
+        if args.kind is not None and not (cache.cache_root() / args.kind).is_dir():
+            raise InvalidArgumentError(f"no {args.kind!r} in the cache {cache.cache_root()}")
+        freed = cache.clear(args.kind)
+        print(f"removed {'the ' + args.kind if args.kind else 'every'} cache entry folder ({freed / 2**20:.1f} MiB) "
+              f"from {cache.cache_root()}")
+        return 0
+    rows = [r for r in cache.entries() if args.kind is None or r["kind"] == args.kind]
+    total = sum(r["bytes"] for r in rows)
+    if args.action == "list":
+        table = [{"kind": r["kind"], "key": r["key"], "MiB": f"{r['bytes'] / 2**20:.1f}", "holds": r["holds"],
+                  "status": r["status"].split(":")[0].split(" (")[0]} for r in rows]
+        if table:
+            print(format_table(table, ["kind", "key", "MiB", "holds", "status"]))
+        print(f"{len(rows)} entries, {total / 2**20:.1f} MiB in {cache.cache_root()}")
+        return 0
+    damaged = [r for r in rows if r["status"].startswith("damaged")]
+    for r in damaged:
+        print(f"{r['path']}: {r['status']}")
+    unsealed = sum(r["status"].startswith("incomplete") for r in rows)
+    print(f"{len(rows)} entries checked: {len(rows) - len(damaged) - unsealed} intact, {len(damaged)} damaged "
+          f"(rebuilt on next use), {unsealed} incomplete or from before manifests (checked when they load)")
+    return 1 if damaged else 0
 
 
 def cmd_purify(args: argparse.Namespace) -> int:
@@ -270,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("cache", help="list, verify or clear the cache of trained models (~/.cache/edgeguard or "
+                                     "$EDGEGUARD_CACHE)")
+    p.add_argument("action", choices=["list", "verify", "clear"], help="list: entries, sizes, status; verify: check "
+                   "every file against its entry's checksums (exit 1 if any is damaged); clear: delete the entries")
+    p.add_argument("--kind", help="only this kind of entry (victims, restorers, ...)")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("demo", help="the README demo: a backdoored SynthSigns model, its metrics and a PNG")
     p.add_argument("--out", default="demo.png", help="PNG to write")

@@ -10,7 +10,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("attack", "train", "train-mae", "purify", "demo"):
+    for command in ("attack", "train", "train-mae", "purify", "demo", "cache"):
         assert command in out
 
 
@@ -232,3 +232,24 @@ def test_train_mae_fine_tunes_on_unlabelled_frames_and_reports_their_psnr(tmp_pa
 def test_train_mae_refuses_one_file_for_both_outputs_before_training(tmp_path, capsys):
     assert main(["train-mae", "--out", str(tmp_path / "m"), "--onnx", str(tmp_path / "." / "m"), "--quiet"]) == 2
     assert "name the same file" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_cache_list_verify_and_clear(tmp_path, monkeypatch, capsys):
+    from edgeguard import cache
+
+    monkeypatch.setenv("EDGEGUARD_CACHE", str(tmp_path / "cache"))
+    good, bad = cache.entry_dir("victims", "a" * 16), cache.entry_dir("restorers", "b" * 16)
+    for folder in (good, bad):
+        (folder / "w.bin").write_bytes(b"x" * 2048)
+        cache.seal(folder, ["w.bin"])
+    (bad / "w.bin").write_bytes(b"y" * 2048)  # swapped
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "victims" in out and "intact" in out and "damaged" in out and "2 entries" in out
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad / 'w.bin'}: checksum differs" in out and "1 intact, 1 damaged" in out
+    assert main(["cache", "verify", "--kind", "victims"]) == 0
+    assert main(["cache", "clear", "--kind", "gazers"]) == 2
+    assert main(["cache", "clear", "--kind", "restorers"]) == 0 and not bad.exists() and good.exists()
+    assert main(["cache", "clear"]) == 0 and not list((tmp_path / "cache").iterdir())

@@ -113,3 +113,41 @@ def test_load_only_asks_refuse_to_train_and_say_how():
     first = get_restorer(small, progress=False)
     again = get_restorer(small, progress=False, allow_training=False)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_damaged_cache_entry_is_reported_and_rebuilt_to_the_same_model(caplog):
+    cfg = VictimConfig(dataset="signs", attack="none", seed=11, **TINY)
+    first = get_victim(cfg, progress=False)
+    folder = cache.cache_root() / "victims" / cache.config_key(cfg, cfg.make_attack())
+    assert cache.problems(folder) == [] and sorted(p.name for p in folder.iterdir()) == [
+        "entry.json", "model.safetensors", "victim.json"]  # sealed, no checkpoint left
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with caplog.at_level("WARNING"):
+        again = get_victim(cfg, progress=False)
+    assert "model.safetensors: checksum differs" in caplog.text and str(folder) in caplog.text
+    assert not again.from_cache and cache.problems(folder) == []
+    x = first.test.images[:8]
+    np.testing.assert_allclose(predict(again.model, x), predict(first.model, x), atol=1e-6)
+
+
+def test_an_entry_from_before_manifests_is_adopted_and_one_that_cannot_load_is_rebuilt(caplog):
+    cfg = VictimConfig(dataset="signs", attack="none", seed=12, **TINY)
+    get_victim(cfg, progress=False)
+    folder = cache.cache_root() / "victims" / cache.config_key(cfg, cfg.make_attack())
+    (folder / cache.MANIFEST).unlink()  # as written by 0.1
+    assert get_victim(cfg, progress=False).from_cache and cache.problems(folder) == []  # sealed as it was
+    (folder / cache.MANIFEST).unlink()
+    (folder / "victim.json").write_text("{")  # unsealed and broken: found when it loads
+    with caplog.at_level("WARNING"):
+        assert not get_victim(cfg, progress=False).from_cache
+    assert "cannot load it" in caplog.text and cache.problems(folder) == []
+
+
+def test_no_cache_neither_resumes_nor_leaves_a_checkpoint():
+    cfg = VictimConfig(dataset="signs", attack="none", seed=13, **TINY)
+    folder = cache.cache_root() / "victims" / cache.config_key(cfg, cfg.make_attack())
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"a stale checkpoint that must not be read")
+    victim = get_victim(cfg, progress=False, use_cache=False)
+    assert not victim.from_cache and [p.name for p in folder.iterdir()] == ["checkpoint.pt"]

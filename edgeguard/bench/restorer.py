@@ -150,18 +150,23 @@ def _fingerprint(images: np.ndarray) -> str:
 def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencoder:
     from safetensors.torch import load_file, save_file
 
-    path = cache.entry_dir("restorers", key) / "mae.safetensors"
+    folder = cache.entry_dir("restorers", key)
     mae = create_model(arch)
-    if path.exists():
-        mae.load_state_dict(load_file(str(path)))
-        return mae.eval()
+    if cache.intact(folder, ("mae.safetensors",)):
+        try:
+            mae.load_state_dict(load_file(str(folder / "mae.safetensors")))
+            return mae.eval()
+        except Exception as exc:  # safetensors and torch raise their own types
+            cache.discard(folder, f"cannot load it: {exc}")
+            mae = create_model(arch)
     if not allowed:
-        raise CacheMissError(f"no cached restorer (key {key}) in {path.parent.parent}: train it with get_restorer(...) "
+        raise CacheMissError(f"no cached restorer (key {key}) in {folder.parent}: train it with get_restorer(...) "
                              "or `edgeguard train-mae`")
-    log.info("training the MAE restorer; it will be cached in %s", path.parent)
+    log.info("training the MAE restorer; it will be cached in %s", folder)
     mae = train()
     weights = {k: v.contiguous() for k, v in mae.state_dict().items()}
-    write_atomically(path, lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(folder / "mae.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    cache.seal(folder, ["mae.safetensors"])
     return mae
 
 
@@ -177,7 +182,7 @@ def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[R
     if finetune is not None and finetune.arch != config.arch:
         raise InvalidArgumentError(f"finetune.arch {finetune.arch!r} differs from config.arch {config.arch!r}")
     key = cache.config_key(config, finetune, _fingerprint(images)) if finetune is not None else None
-    if not allow_training and key is not None and (cache.entry_dir("restorers", key) / "mae.safetensors").exists():
+    if not allow_training and key is not None and cache.intact(cache.entry_dir("restorers", key), ("mae.safetensors",)):
         return _cached(key, config.arch, None, allowed=False)  # the fine-tuned stage alone will do
     base = _cached(cache.config_key(config), config.arch, lambda: train_mae(config, progress=progress),
                    allow_training)

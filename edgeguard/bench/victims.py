@@ -17,6 +17,7 @@ from edgeguard import cache
 from edgeguard.attacks import Attack, BackdoorTestSet, PoisonedSet, get_attack
 from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import CacheMissError, InvalidArgumentError
+from edgeguard.fileio import write_atomically
 from edgeguard.runtime.spec import ModelSpec
 from edgeguard.train import TrainConfig, fit, predict
 
@@ -177,6 +178,9 @@ def poisoned_training_set(config: VictimConfig, attack: Optional[Attack], train:
     return poisoned, attack.training_hook(poisoned.data, progress=progress)
 
 
+_VICTIM_FILES = ("model.safetensors", "victim.json")
+
+
 def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True,
                allow_training: bool = True) -> Victim:
     """Train (or load from the cache) the victim model described by ``config``; with
@@ -192,26 +196,38 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     key = cache.config_key(config, attack)
     folder = cache.entry_dir("victims", key)
     train, test = make_datasets(config)
-    torch.manual_seed(config.seed)
-    model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
-    # The contract travels with the module (as timm's pretrained_cfg): export_model and
-    # TorchEngine read it.
-    model.spec = spec_of(train)
-    if config.eigenguard is not None:
-        from edgeguard.eigenguard import protect
 
-        protect(model, config.eigenguard_at, config.eigenguard, input_shape=to_float_nchw(train.images[:1]).shape[1:])
+    def make_model():
+        torch.manual_seed(config.seed)
+        model = create_model(spec.model, num_outputs=train.num_classes, width=config.width)
+        # The contract travels with the module (as timm's pretrained_cfg): export_model and
+        # TorchEngine read it.
+        model.spec = spec_of(train)
+        if config.eigenguard is not None:
+            from edgeguard.eigenguard import protect
+
+            protect(model, config.eigenguard_at, config.eigenguard, input_shape=to_float_nchw(train.images[:1]).shape[1:])
+        return model
+
+    model = make_model()
     if attack is not None:
         attack.fit(train)
-    weights = folder / "model.safetensors"
-    if use_cache and weights.exists():
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(weights).items()})
-        if attack is not None and (folder / "attack.safetensors").exists():
-            attack.load_state_dict(load_file(folder / "attack.safetensors"))
-        info = json.loads((folder / "victim.json").read_text())
-        model.eval()
-        backdoor = attack.backdoor_test(test) if attack is not None else None
-        return Victim(config, model, attack, test, backdoor, info["metrics"], info["train_seconds"], True)
+    if use_cache and cache.intact(folder, _VICTIM_FILES, ("attack.safetensors",)):
+        try:
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(folder / "model.safetensors").items()})
+            if attack is not None and (folder / "attack.safetensors").exists():
+                attack.load_state_dict(load_file(folder / "attack.safetensors"))
+            info = json.loads((folder / "victim.json").read_text())
+            metrics, seconds = info["metrics"], info["train_seconds"]
+        except Exception as exc:  # safetensors, torch and json each raise their own types
+            cache.discard(folder, f"cannot load it: {exc}")
+            model, attack = make_model(), config.make_attack()  # nothing half-loaded trains on
+            if attack is not None:
+                attack.fit(train)
+        else:
+            model.eval()
+            backdoor = attack.backdoor_test(test) if attack is not None else None
+            return Victim(config, model, attack, test, backdoor, metrics, seconds, True)
 
     if not allow_training:
         raise CacheMissError(f"no cached victim for {config.dataset}/{config.attack} (key {key}) in {folder.parent}: "
@@ -219,17 +235,22 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
     log.info("training victim %s (cache key %s)", config, key)
     poisoned, hook = poisoned_training_set(config, attack, train, progress, use_cache)
     data = poisoned.data
-    resumable = hook is None or hasattr(hook, "state_dict")
+    # --no-cache trains from scratch: it neither resumes nor leaves a checkpoint behind.
+    resumable = use_cache and (hook is None or hasattr(hook, "state_dict"))
     history = fit(model, data, config.train, hook=hook, checkpoint=folder / "checkpoint.pt" if resumable else None,
                   progress=progress)
     backdoor = attack.backdoor_test(test) if attack is not None else None
     metrics = evaluate(model, test, backdoor)
     if use_cache:
-        save_file({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, weights)
+        weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        write_atomically(folder / "model.safetensors", lambda tmp: save_file(weights, str(tmp)))
+        names = list(_VICTIM_FILES)
         if attack is not None and attack.state_dict():
-            save_file(attack.state_dict(), folder / "attack.safetensors")
+            write_atomically(folder / "attack.safetensors", lambda tmp: save_file(attack.state_dict(), str(tmp)))
+            names.append("attack.safetensors")
         info = {"config": json.loads(json.dumps(asdict(config), default=str)), "metrics": metrics,
                 "train_seconds": history.seconds, "loss": history.loss}
-        (folder / "victim.json").write_text(json.dumps(info, indent=2))
+        write_atomically(folder / "victim.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+        cache.seal(folder, names)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     return Victim(config, model, attack, test, backdoor, metrics, history.seconds, False)
