@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeguard.errors import InvalidArgumentError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "entry.json"
@@ -130,7 +132,7 @@ def discard(folder: Path, reason: str) -> None:
 
 def entries() -> list[dict[str, Any]]:
     """One record per cache entry: kind, key, path, bytes, status (intact, damaged: ...,
-    incomplete) and what it holds (from its description file, when it has one)."""
+    interrupted, unsealed, empty) and what it holds (from its description file, when it has one)."""
     rows = []
     root = cache_root()
     for kind_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -139,8 +141,12 @@ def entries() -> list[dict[str, Any]]:
             if (folder / MANIFEST).exists():
                 found = problems(folder)
                 status = "intact" if not found else "damaged: " + "; ".join(found)
+            elif any(folder.glob("checkpoint*")):
+                status = "interrupted (training resumes from its checkpoint)"
+            elif any(f.is_file() for f in folder.iterdir()):
+                status = "unsealed (written before checksums; checked and sealed when next loaded)"
             else:
-                status = "incomplete (training interrupted, or written before manifests)"
+                status = "empty"
             rows.append({"kind": kind_dir.name, "key": folder.name, "path": str(folder), "bytes": size,
                          "status": status, "holds": _describe(folder)})
     return rows
@@ -157,7 +163,10 @@ def _describe(folder: Path) -> str:
 def clear(kind: "str | None" = None) -> int:
     """Delete every entry (of ``kind`` only, when given); returns the bytes freed."""
     root = cache_root()
-    targets = [root / kind] if kind is not None else [p for p in root.iterdir() if p.is_dir()]
+    kinds = [p for p in root.iterdir() if p.is_dir()]
+    if kind is not None and kind not in [p.name for p in kinds]:  # never a path: "../x" deletes nothing
+        raise InvalidArgumentError(f"no kind {kind!r} in the cache {root}; it holds {sorted(p.name for p in kinds)}")
+    targets = [root / kind] if kind is not None else kinds
     freed = 0
     for target in targets:
         if target.is_dir():

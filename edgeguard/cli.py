@@ -139,8 +139,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from edgeguard import cache
 
     if args.action == "clear":
-        if args.kind is not None and not (cache.cache_root() / args.kind).is_dir():
-            raise InvalidArgumentError(f"no {args.kind!r} in the cache {cache.cache_root()}")
         freed = cache.clear(args.kind)
         print(f"removed {'the ' + args.kind if args.kind else 'every'} cache entry folder ({freed / 2**20:.1f} MiB) "
               f"from {cache.cache_root()}")
@@ -157,9 +155,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     damaged = [r for r in rows if r["status"].startswith("damaged")]
     for r in damaged:
         print(f"{r['path']}: {r['status']}")
-    unsealed = sum(r["status"].startswith("incomplete") for r in rows)
-    print(f"{len(rows)} entries checked: {len(rows) - len(damaged) - unsealed} intact, {len(damaged)} damaged "
-          f"(rebuilt on next use), {unsealed} incomplete or from before manifests (checked when they load)")
+    intact = sum(r["status"] == "intact" for r in rows)
+    print(f"{len(rows)} entries checked: {intact} intact, {len(damaged)} damaged (rebuilt on next use), "
+          f"{len(rows) - intact - len(damaged)} interrupted, empty or from before checksums (checked when they load)")
     return 1 if damaged else 0
 
 
@@ -169,6 +167,8 @@ def cmd_purify(args: argparse.Namespace) -> int:
 
     from edgeguard.runtime import load_engine
 
+    if args.batch < 1 or (args.threads is not None and args.threads < 1):
+        raise InvalidArgumentError(f"--batch and --threads must be >= 1, got {args.batch}, {args.threads}")
     engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
     purifier = Purifier(*engines, PurifierConfig(ssim_mode=args.ssim, seed=args.seed, early_exit=args.early_exit),
                         output=args.output_kind)
@@ -230,18 +230,30 @@ def _victim_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeguard", description="Backdoor defenses for image models on edge devices.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="edgeguard", description="Backdoor defenses for image models on edge devices.",
+        epilog=f"exit status: 0 success, 2 usage or input error, {EXIT_BACKDOORED} scan found a backdoor, "
+               "130 interrupted (Ctrl-C)")
+    from edgeguard.version import __version__
 
-    p = sub.add_parser("attack", help="train (or load from the cache) a backdoored model and print its metrics")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # -v also after the subcommand (SUPPRESS: a subcommand without it keeps the main parser's value)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details")
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[verbose], **kwargs)
+
+    p = command("attack", help="train (or load from the cache) a backdoored model and print its metrics")
     _victim_arguments(p)
-    p = sub.add_parser("train", help="train (or load) a model on possibly poisoned data, optionally with EigenGuard")
+    p = command("train", help="train (or load) a model on possibly poisoned data, optionally with EigenGuard")
     _victim_arguments(p)
     p.add_argument("--eigenguard", metavar="K=V,...", help="insert EigenGuard, e.g. k=32 or k=32,scale=0.001,at=layer2 "
                    "(fields of edgeguard.eigenguard.EigenGuardConfig)")
 
-    p = sub.add_parser("train-mae", help="pre-train the MAE restorer on photo crops, optionally fine-tune it on "
+    p = command("train-mae", help="pre-train the MAE restorer on photo crops, optionally fine-tune it on "
                                          "clean frames (both cached)")
     p.add_argument("--steps", type=int, default=3000, help="pre-training steps (default 3000)")
     p.add_argument("--finetune-on", metavar="DATA",
@@ -255,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train_mae)
 
-    p = sub.add_parser("purify", help="BDMAE: purify frames with an ONNX model and restorer; writes PNGs and JSON")
+    p = command("purify", help="BDMAE: purify frames with an ONNX model and restorer; writes PNGs and JSON")
     p.add_argument("images", nargs="+", help="image files or folders of them")
     p.add_argument("--model", required=True, help="the deployed model (.onnx), input (N, 3, H, W) in [0, 1]")
     p.add_argument("--restorer", required=True, help="the MAE restorer (.onnx from edgeguard train-mae --onnx)")
@@ -272,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=33333)
     p.set_defaults(func=cmd_purify)
 
-    p = sub.add_parser("scan", help="DRMGuard: decide whether a model is backdoored from a few hundred clean images; "
+    p = command("scan", help="DRMGuard: decide whether a model is backdoored from a few hundred clean images; "
                                     f"exit status 0 clean, {EXIT_BACKDOORED} backdoored")
     p.add_argument("model", help="the model's weights (.safetensors state dict of the dataset's edgeguard model)")
     p.add_argument("--dataset", "--task", dest="dataset", default="gaze",
@@ -300,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("cache", help="list, verify or clear the cache of trained models (~/.cache/edgeguard or "
+    p = command("cache", help="list, verify or clear the cache of trained models (~/.cache/edgeguard or "
                                      "$EDGEGUARD_CACHE)")
     p.add_argument("action", choices=["list", "verify", "clear"], help="list: entries, sizes, status; verify: check "
                    "every file against its entry's checksums (exit 1 if any is damaged); clear: delete the entries")
     p.add_argument("--kind", help="only this kind of entry (victims, restorers, ...)")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("demo", help="the README demo: a backdoored SynthSigns model, its metrics and a PNG")
+    p = command("demo", help="the README demo: a backdoored SynthSigns model, its metrics and a PNG")
     p.add_argument("--out", default="demo.png", help="PNG to write")
     p.add_argument("--attack", default="badnets")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -327,6 +339,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except EdgeGuardError as exc:
         print(f"edgeguard: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("edgeguard: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -251,5 +251,29 @@ def test_cache_list_verify_and_clear(tmp_path, monkeypatch, capsys):
     assert f"{bad / 'w.bin'}: checksum differs" in out and "1 intact, 1 damaged" in out
     assert main(["cache", "verify", "--kind", "victims"]) == 0
     assert main(["cache", "clear", "--kind", "gazers"]) == 2
+    (tmp_path / "mine").mkdir()
+    assert main(["cache", "clear", "--kind", "../mine"]) == 2 and (tmp_path / "mine").is_dir()  # never a path
     assert main(["cache", "clear", "--kind", "restorers"]) == 0 and not bad.exists() and good.exists()
     assert main(["cache", "clear"]) == 0 and not list((tmp_path / "cache").iterdir())
+
+
+def test_bad_arguments_exit_2_before_any_work_and_version_verbose_and_interrupts(tmp_path, capsys, monkeypatch):
+    import edgeguard.cli as cli
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("edgeguard ")
+    for argv, message in ((["attack", "--width", "0"], "width must be > 0"),
+                          (["attack", "--n-test", "0"], "n_train and n_test must be >= 1"),
+                          (["purify", "x.png", "--model", "m.onnx", "--restorer", "r.onnx", "--batch", "0"],
+                           "--batch and --threads must be >= 1")):
+        assert main(argv) == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    assert cli.build_parser().parse_args(["cache", "list", "-v"]).verbose
+    assert not cli.build_parser().parse_args(["cache", "list"]).verbose
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_cache", interrupted)
+    assert main(["cache", "list"]) == 130 and "interrupted" in capsys.readouterr().err

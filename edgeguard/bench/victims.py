@@ -104,6 +104,12 @@ class VictimConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise InvalidArgumentError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}")
+        if self.n_train < 1 or self.n_test < 1:
+            raise InvalidArgumentError(f"n_train and n_test must be >= 1, got {self.n_train}, {self.n_test}")
+        if not self.width > 0:
+            raise InvalidArgumentError(f"width must be > 0 (a multiplier of the model's channels), got {self.width}")
+        if self.num_classes < 2:
+            raise InvalidArgumentError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.train is None:
             object.__setattr__(self, "train", replace(DATASETS[self.dataset].train, seed=self.seed))
         if self.eigenguard is not None and self.eigenguard_at is None:

@@ -128,6 +128,17 @@ class Purifier:
             score += beta * (top.astype(np.float32) - 2.0 * blob)
         return score
 
+    # The three decisions the official code takes per batch and this class per image
+    # (benchmarks.clean_cost measures what that changes).
+    def _sizes(self, image_score: np.ndarray, label_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) refinement sizes K: tokens with image score >= the cut; floor of the label score's sum."""
+        k_image = (image_score >= self.config.image_score_cut).sum(axis=1)
+        return k_image, np.floor(label_score.sum(axis=1)).astype(np.int64)
+
+    def _mask_counts(self, score: np.ndarray, taus: np.ndarray) -> np.ndarray:
+        """(B, T) final mask sizes: tokens at or above each threshold."""
+        return (score[:, None, :] >= taus[:, :, None]).sum(axis=2)
+
     def _thresholds(self, score: np.ndarray) -> np.ndarray:
         """(B, T) per-image thresholds after the max-masked cap."""
         cfg = self.config
@@ -173,8 +184,7 @@ class Purifier:
         model, restorer = self.model, self.restorer
         b, length = image_score.shape
         shape = x.shape[1:]
-        k_image = (image_score >= cfg.image_score_cut).sum(axis=1)
-        k_label = np.floor(label_score.sum(axis=1)).astype(np.int64)
+        k_image, k_label = self._sizes(image_score, label_score)
         refined = self._refine(model, restorer, np.concatenate([x, x]), np.concatenate([image_score, label_score]),
                                np.concatenate([k_image, k_label]), np.concatenate([reference, reference]), grid,
                                np.repeat(np.array([0, 1], np.int64), b), steps)
@@ -182,9 +192,7 @@ class Purifier:
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
 
         # Nested masks, restorations averaged inside the largest one.
-        taus = self._thresholds(score)
-        counts = (score[:, None, :] >= taus[:, :, None]).sum(axis=2)  # (B, T)
-        nested = kernels.nested_topk(score, counts)  # (B, T, L)
+        nested = kernels.nested_topk(score, self._mask_counts(score, self._thresholds(score)))  # (B, T, L)
         levels = nested.shape[1]
         restored = self._run(restorer, np.repeat(x, levels, axis=0), nested.reshape(-1, length))
         pix = nested[:, :, pix2tok][:, :, None]  # (B, T, 1, h, w)
