@@ -301,3 +301,18 @@ def test_a_bad_frame_does_not_break_the_stream(setup):
 def test_baseline_settings_are_checked_when_made(make):
     with pytest.raises(InvalidArgumentError):
         make()
+
+
+def test_the_official_batch_coupling_equals_per_image_on_one_frame_and_couples_a_mixed_batch(setup):
+    from benchmarks.clean_cost import BatchCoupledPurifier
+
+    clean, triggered, restorer = setup
+    per_image, coupled = Purifier(ScriptedModel(), restorer), BatchCoupledPurifier(ScriptedModel(), restorer)
+    for frame in (clean[:1], triggered[:1]):  # a batch mean over one frame is that frame's own decision
+        a, b = per_image(frame), coupled(frame)
+        np.testing.assert_array_equal(a.token_scores, b.token_scores)
+        np.testing.assert_array_equal(a.pixel_mask, b.pixel_mask)
+    # In a mixed batch every frame gets the batch's mask size: clean frames are restored too.
+    mixed = np.concatenate([triggered[:3], clean[3:]])
+    restored = coupled(mixed).pixel_mask.mean(axis=(1, 2))
+    assert restored.min() == restored.max() > 0 and not per_image(mixed).pixel_mask[3:].any()

@@ -18,7 +18,9 @@ algorithm and every default follow the official code (shared/spec/bdmae.md secti
 Departures, all about batches: the official code couples images of a batch (shared K, the
 25% cap over the batch, equal mask sizes). Here every decision is per image, so an image's
 result depends only on the image and the seed; images are still batched through the
-engines for speed. The official code also queries the model on the five stage-3
+engines for speed. The official code's clean accuracy owes much to that coupling on batches of
+clean frames only (benchmarks.clean_cost; docs/decisions.md): per frame it loses as much as this
+class does. The official code also queries the model on the five stage-3
 restorations without using the answers; those calls are skipped (47 model calls and 50
 restorer calls per image instead of 52 and 50).
 
