@@ -371,3 +371,18 @@ def test_a_failed_export_leaves_the_model_already_there(onnx_model, tmp_path):
     with pytest.raises(RuntimeError, match="cannot trace"):
         export_onnx(Broken(), target, (3, 32, 32))
     assert target.read_bytes() == onnx_model.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"format": "edgeguard-engine-sidecar", "inputs": null}', "{",
+                                  "FIELDS"])
+def test_a_malformed_sidecar_is_a_typed_error_naming_it(tmp_path, text):
+    from edgeguard.runtime.sidecar import FORMAT, file_sha256
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    if text == "FIELDS":  # right format and checksum, a shape that is not one
+        text = json.dumps({"format": FORMAT, "backend": "tensorrt", "engine_sha256": file_sha256(engine),
+                           "inputs": {"image": [3, 0, 32]}, "outputs": ["output"]})
+    sidecar_path(engine).write_text(text.replace("edgeguard-engine-sidecar", FORMAT))
+    with pytest.raises(ModelFormatError, match="m.engine.json is not an edgeguard engine sidecar"):
+        EngineSidecar.read(engine)

@@ -192,6 +192,9 @@ def test_bad_input_fails_clearly(setup):
         Purifier(ScriptedModel(), NoGrid({}))(triggered)
     with pytest.raises(InvalidArgumentError):
         PurifierConfig(thresholds=(0.4, 0.6))
+    for bad in ({"max_batch": 0}, {"refine_steps": -1}, {"max_masked": 1.5}, {"max_masked": 0.0}, {"cap_factor": 1.0}):
+        with pytest.raises(InvalidArgumentError, match=next(iter(bad))):
+            PurifierConfig(**bad)
 
 
 def test_baselines():

@@ -71,6 +71,12 @@ class PurifierConfig:
             raise InvalidArgumentError(f"ssim_mode in {kernels.MODES}, ssim_border in {kernels.BORDERS}")
         if self.early_exit is not None and not 0.0 <= self.early_exit < 1.0:
             raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
+        if self.max_batch < 1 or self.refine_steps < 0 or self.cap_steps < 0:
+            raise InvalidArgumentError(f"max_batch must be >= 1, refine_steps and cap_steps >= 0, got "
+                                       f"{self.max_batch}, {self.refine_steps}, {self.cap_steps}")
+        if not 0.0 < self.max_masked <= 1.0 or not 0.0 < self.cap_factor < 1.0:
+            raise InvalidArgumentError(f"max_masked must be in (0, 1] and cap_factor in (0, 1), got "
+                                       f"{self.max_masked}, {self.cap_factor}")
 
 
 @dataclass(frozen=True)

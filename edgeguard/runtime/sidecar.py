@@ -26,6 +26,20 @@ FORMAT = "edgeguard-engine/1"
 BUILT_KEY = "edgeguard.built"
 
 
+def _check_fields(sidecar: "EngineSidecar") -> None:
+    """ValueError unless the fields the runtime reads have their types (a hand-edited or
+    truncated sidecar fails here, by name, not later in the middle of a run)."""
+    inputs, outputs = sidecar.inputs, sidecar.outputs
+    if not isinstance(inputs, dict) or not inputs or not all(
+            isinstance(name, str) and isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)
+            for name, shape in inputs.items()):
+        raise ValueError(f"inputs must map names to per-sample shapes of positive ints, got {inputs!r}")
+    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs):
+        raise ValueError(f"outputs must be a non-empty list of names, got {outputs!r}")
+    if not isinstance(sidecar.model, dict) or not isinstance(sidecar.engine_sha256, str):
+        raise ValueError("model must be an object and engine_sha256 a string")
+
+
 def sidecar_path(engine_path: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     path = Path(engine_path)
@@ -91,10 +105,13 @@ class EngineSidecar:
                 "export/build_engine.py, which writes one, and keep it next to the engine")
         try:
             raw: dict[str, Any] = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON {type(raw).__name__}, expected an object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
             known = {f.name for f in dataclasses.fields(cls)}
             sidecar = cls(**{k: v for k, v in raw.items() if k in known})
+            _check_fields(sidecar)
         except (ValueError, TypeError) as exc:
             raise ModelFormatError(f"{path} is not an edgeguard engine sidecar: {exc}") from exc
         if sidecar.engine_sha256 != file_sha256(engine_path):
