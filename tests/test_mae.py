@@ -203,3 +203,30 @@ def test_fine_tuned_restorer_is_cached_per_image_set():
     assert any(not torch.equal(v, other.state_dict()[k]) for k, v in state.items())
     with pytest.raises(InvalidArgumentError):
         get_restorer(config, tune, None, progress=False)
+
+
+def test_interrupted_restorer_training_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    from edgeguard.bench.restorer import RestorerConfig, train_mae
+    from edgeguard.models.mae import MaskedAutoencoder
+
+    config = RestorerConfig(steps=6, batch_size=4, warmup_steps=1, seed=5)
+    images = np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8)
+    whole = train_mae(config, images=images, progress=False)
+
+    checkpoint, calls = tmp_path / "checkpoint.pt", []
+    real_loss = MaskedAutoencoder.loss
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 5:  # during step 5: the checkpoint of step 4 is on disk
+            raise KeyboardInterrupt
+        return real_loss(self, *args)
+
+    monkeypatch.setattr(MaskedAutoencoder, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_mae(config, images=images, progress=False, checkpoint=checkpoint, checkpoint_every=2)
+    monkeypatch.setattr(MaskedAutoencoder, "loss", real_loss)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 4
+    resumed = train_mae(config, images=images, progress=False, checkpoint=checkpoint, checkpoint_every=2)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key

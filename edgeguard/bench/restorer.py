@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
@@ -81,6 +82,8 @@ def train_mae(
     images: Optional[np.ndarray] = None,
     init: Optional[MaskedAutoencoder] = None,
     progress: bool = True,
+    checkpoint: Optional[Path] = None,
+    checkpoint_every: int = 250,
 ) -> MaskedAutoencoder:
     """Pre-train (or fine-tune) an MAE.
 
@@ -90,6 +93,9 @@ def train_mae(
             MAE's size to fine-tune on (drawn with replacement, random horizontal flips).
         init: start from this model (fine-tuning) instead of a fresh one.
         progress: show a tqdm bar.
+        checkpoint: file written every ``checkpoint_every`` steps (weights, optimiser, the
+            random streams); when it exists, training resumes from it and ends with the
+            weights an uninterrupted run would have.
     """
     torch.manual_seed(config.seed)
     mae = init if init is not None else create_model(config.arch)
@@ -111,8 +117,18 @@ def train_mae(
 
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        mae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        gen.set_state(state["torch_rng"])
+        start = int(state["step"])
+        log.info("resuming MAE training from %s at step %d", checkpoint, start)
     mae.train()
-    bar = tqdm(range(config.steps), desc="train MAE", disable=not progress, unit="step", mininterval=1.0)
+    bar = tqdm(range(start, config.steps), desc="train MAE", disable=not progress, unit="step", mininterval=1.0,
+               initial=start, total=config.steps)
     t0 = time.perf_counter()
     for step in bar:
         if images is None:
@@ -130,6 +146,10 @@ def train_mae(
         opt.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < config.steps:
+            state = {"model": mae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+                     "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": gen.get_state()}
+            write_atomically(checkpoint, lambda tmp: torch.save(state, tmp))
     log.info("trained %s for %d steps in %.0f s", config.arch, config.steps, time.perf_counter() - t0)
     return mae.eval()
 
@@ -163,10 +183,11 @@ def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencod
         raise CacheMissError(f"no cached restorer (key {key}) in {folder.parent}: train it with get_restorer(...) "
                              "or `edgeguard train-mae`")
     log.info("training the MAE restorer; it will be cached in %s", folder)
-    mae = train()
+    mae = train(folder / "checkpoint.pt")  # an interrupted run resumes from it
     weights = {k: v.contiguous() for k, v in mae.state_dict().items()}
     write_atomically(folder / "mae.safetensors", lambda tmp: save_file(weights, str(tmp)))
     cache.seal(folder, ["mae.safetensors"])
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
     return mae
 
 
@@ -184,11 +205,12 @@ def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[R
     key = cache.config_key(config, finetune, _fingerprint(images)) if finetune is not None else None
     if not allow_training and key is not None and cache.intact(cache.entry_dir("restorers", key), ("mae.safetensors",)):
         return _cached(key, config.arch, None, allowed=False)  # the fine-tuned stage alone will do
-    base = _cached(cache.config_key(config), config.arch, lambda: train_mae(config, progress=progress),
-                   allow_training)
+    base = _cached(cache.config_key(config), config.arch,
+                   lambda ckpt: train_mae(config, progress=progress, checkpoint=ckpt), allow_training)
     if finetune is None:
         return base
-    return _cached(key, config.arch, lambda: train_mae(finetune, images=images, init=base, progress=progress),
+    return _cached(key, config.arch,
+                   lambda ckpt: train_mae(finetune, images=images, init=base, progress=progress, checkpoint=ckpt),
                    allow_training)
 
 
