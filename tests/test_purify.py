@@ -319,3 +319,24 @@ def test_the_official_batch_coupling_equals_per_image_on_one_frame_and_couples_a
     mixed = np.concatenate([triggered[:3], clean[3:]])
     restored = coupled(mixed).pixel_mask.mean(axis=(1, 2))
     assert restored.min() == restored.max() > 0 and not per_image(mixed).pixel_mask[3:].any()
+
+
+def test_frames_that_do_not_fit_the_engines_are_refused_before_any_engine_call(setup):
+    from edgeguard.errors import InvalidInputError
+    from edgeguard.runtime import ModelSpec
+
+    clean, _, restorer = setup
+
+    class SpecRestorer(OracleRestorer):
+        metadata = ModelSpec(role="restorer", input_shape=(3, 32, 32), token_grid=8, patch_size=4).to_metadata()
+
+    model, spec_restorer = ScriptedModel(), SpecRestorer(restorer.clean_of)
+    purifier = Purifier(model, spec_restorer)
+    for frames, message in ((np.zeros((2, 3, 24, 32), np.float32), r"frames are \(3, 24, 32\).*restorer takes \(3, 32, 32\)"),
+                            (np.zeros((2, 32, 32, 1), np.uint8), r"frames are \(1, 32, 32\)"),
+                            (np.zeros((0, 32, 32, 3), np.uint8), "empty batch"),
+                            ([[0.5, 0.5], [0.5]], "must be an array")):
+        with pytest.raises(InvalidInputError, match=message):
+            purifier(frames)
+    assert model.samples == 0 and spec_restorer.samples == 0
+    assert purifier(clean[:1]).prediction.shape == (1,)

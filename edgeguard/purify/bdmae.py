@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 import numpy as np
 
 from edgeguard import kernels
-from edgeguard.errors import InvalidArgumentError
+from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.outputs import OutputKind
 from edgeguard.purify.config import PurifierConfig, StreamConfig
 from edgeguard.purify.frames import as_nchw, from_nchw, pixel_token_map, token_grid_of
@@ -80,6 +80,17 @@ class Purifier:
         if output is not None and said is not None and output != said:
             raise InvalidArgumentError(f"output '{output}' given, but the model's spec says '{said}'")
         self.output = OutputKind.of(output or said or OutputKind.CLASSIFICATION)
+
+    def _check_frames(self, x: np.ndarray) -> None:
+        """InvalidInputError before any engine call when frames (N, C, H, W) are empty or not
+        the size and channels the engines' specs say they take."""
+        if len(x) == 0:
+            raise InvalidInputError("no frames to purify (an empty batch)")
+        for role, engine in (("model", self.model), ("restorer", self.restorer)):
+            spec = engine.spec
+            if spec is not None and tuple(x.shape[1:]) != tuple(spec.input_shape):
+                raise InvalidInputError(f"frames are {tuple(x.shape[1:])} (C, H, W); the {role} takes "
+                                        f"{tuple(spec.input_shape)}: resize them first (edgeguard.data.resize_frames)")
 
     # -- engine plumbing --------------------------------------------------------------------
     def _run(self, engine, *arrays: np.ndarray) -> np.ndarray:
@@ -214,6 +225,7 @@ class Purifier:
         runs one round of masks blended with the previous frame's scores, unless the model's
         answer changed or the share of restorations that move it jumped: then the frame is cold."""
         t0 = time.perf_counter()
+        self._check_frames(x)
         cfg = self.config
         b, _, h, w = x.shape
         model, restorer = self.model, self.restorer

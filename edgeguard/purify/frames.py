@@ -21,7 +21,10 @@ from edgeguard.errors import InvalidArgumentError, InvalidInputError
 
 def as_nchw(frames: np.ndarray) -> tuple[np.ndarray, str]:
     """Frames in either layout -> (N, C, H, W) float32 in [0, 1] and the layout tag."""
-    x = np.asarray(frames)
+    try:
+        x = np.asarray(frames)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise InvalidInputError(f"frames must be an array, got {type(frames).__name__} ({exc})") from exc
     if x.dtype == np.uint8:
         if x.ndim == 3:
             x = x[None]
