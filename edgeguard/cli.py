@@ -195,12 +195,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
     inputs = [args.model, args.data, *(args.calibrate or [])]
     if args.repair and any(Path(args.repair).resolve() == Path(p).resolve() for p in inputs):
         raise InvalidArgumentError(f"--repair {args.repair} is one of the inputs; write the repaired weights elsewhere")
+    spec = model_spec(VictimConfig(dataset=args.dataset))
+    if Path(args.data).is_dir() and spec.output != "classification":
+        raise InvalidArgumentError(
+            f"--data {args.data} is a folder: image folders carry class labels (one sub-folder per class), a "
+            f"{args.dataset} scan needs the model's {spec.output} labels; give an .npz with 'images' (N, H, W, C) "
+            f"uint8 at the model's size {spec.input_shape[1:]} and 'labels' (edgeguard.data.loaders.save_npz writes one)")
     arch = DATASETS[args.dataset].model
     model = load_model_weights(arch, args.model, width=args.width)
     trusted = [load_model_weights(arch, path, width=args.width) for path in args.calibrate or []]
     data = load_dataset(args.data)
     # What the dataset's models take and answer, so scan_model refuses frames of another task.
-    model.spec = dataclasses.replace(model_spec(VictimConfig(dataset=args.dataset)), outputs=int(model.head.out_features))
+    model.spec = dataclasses.replace(spec, outputs=int(model.head.out_features))
     overrides = {k: v for k, v in (("steps", args.steps), ("threshold", args.threshold)) if v is not None}
     record = scan_model(model, data, args.report, method=args.method, images=args.images,
                         config=default_config(args.method, data, args.seed, **overrides), trusted=trusted,

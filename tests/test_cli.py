@@ -138,7 +138,7 @@ def test_scan_writes_a_report_and_exits_by_verdict(tmp_path, monkeypatch):
     assert (tmp_path / "repaired.safetensors").stat().st_size > 0
 
 
-def test_scan_rejects_bad_input(tmp_path):
+def test_scan_rejects_bad_input(tmp_path, capsys):
     weights, data = _gaze_model_and_data(tmp_path)
     assert main(["scan", str(tmp_path / "missing.safetensors"), "--data", str(data)]) == 2
     assert main(["scan", str(weights), "--data", str(tmp_path / "missing.npz"), "--width", "0.125"]) == 2
@@ -148,6 +148,9 @@ def test_scan_rejects_bad_input(tmp_path):
     kept = weights.read_bytes()
     assert main(["scan", str(weights), "--data", str(data), "--width", "0.125", "--repair", str(weights)]) == 2
     assert weights.read_bytes() == kept  # --repair never overwrites the model it reads
+    (tmp_path / "folder" / "a").mkdir(parents=True)  # an image folder has class labels, not gaze angles
+    assert main(["scan", str(weights), "--data", str(tmp_path / "folder"), "--width", "0.125"]) == 2
+    assert "image folders carry class labels" in capsys.readouterr().err
 
 
 def test_scan_refuses_data_no_verdict_can_rest_on_and_says_whose_fault(tmp_path, capsys):
