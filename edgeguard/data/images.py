@@ -68,4 +68,4 @@ def _eight_bit(im, path):
         raise DataFormatError(f"{path}: integer pixels outside 0..65535 (mode {im.mode})")
     if im.mode in _SIXTEEN_BIT or (values.size and values.max() > 255):
         values = (values * 255 + 32767) // 65535
-    return Image.fromarray(values.astype(np.uint8), "L")
+    return Image.fromarray(values.astype(np.uint8))  # 2-D uint8: mode L
