@@ -157,8 +157,8 @@ def main(argv=None) -> int:
                                                                   "stage-1 restorations moved the answer (e.g. 0.3)")
     p.add_argument("--headless", action="store_true", help="no window: write out/annotated.mp4 and PNGs")
     p.add_argument("--out", default="camera_out")
-    p.add_argument("--png-every", type=int, default=30)
-    p.add_argument("--max-frames", type=int)
+    p.add_argument("--png-every", type=int, default=30, help="write every Nth annotated frame as a PNG (N >= 1)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames (>= 1)")
     p.add_argument("--make-video", metavar="PATH", help="write a test clip with a sticker trigger and exit")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -168,6 +168,10 @@ def main(argv=None) -> int:
             return 0
         if bool(args.model) != bool(args.restorer):
             p.error("--model and --restorer go together")
+        if args.png_every < 1 or (args.max_frames is not None and args.max_frames < 1):
+            p.error(f"--png-every and --max-frames must be >= 1, got {args.png_every}, {args.max_frames}")
+        if args.early_exit is not None and not 0.0 <= args.early_exit < 1.0:
+            p.error(f"--early-exit must be in [0, 1), got {args.early_exit}")
         stats = run(args)
     except (EdgeGuardError, FileNotFoundError, RuntimeError) as exc:
         print(f"camera_purifier: error: {exc}", file=sys.stderr)

@@ -51,3 +51,8 @@ def test_camera_sample_errors_are_clear(tmp_path):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = _run("--model", "m.onnx")
     assert res.returncode == 2 and "go together" in res.stderr
+    for args, message in ((("--png-every", 0), "--png-every and --max-frames must be >= 1"),
+                          (("--max-frames", -1), "--png-every and --max-frames must be >= 1"),
+                          (("--early-exit", 1.5), "--early-exit must be in")):
+        res = _run("--source", tmp_path / "missing.mp4", "--headless", "--out", tmp_path / "out", *args)
+        assert res.returncode == 2 and message in res.stderr and not (tmp_path / "out").exists()
