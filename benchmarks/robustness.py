@@ -29,7 +29,8 @@ import numpy as np
 
 from benchmarks import common
 
-CASES = {"quick": {"frames": 10000, "files": 600}, "full": {"frames": 50000, "files": 3000}}
+CASES = {"quick": {"frames": 10000, "files": 600, "interruptions": 8},
+         "full": {"frames": 50000, "files": 3000, "interruptions": 40}}
 
 
 def _stand_ins():
@@ -288,13 +289,91 @@ def fuzz_cli_purify(n: int, seed: int = 0) -> dict:
     return row
 
 
+_JOBS = {
+    # name -> (code, the files whose bytes an interrupted-then-rerun job must reproduce, the
+    # window in seconds the kill falls in: both ends inside the job's run on 2 cores)
+    "victim": ("from edgeguard.bench.victims import VictimConfig, get_victim\n"
+               "from edgeguard.train import TrainConfig\n"
+               "get_victim(VictimConfig(dataset='signs', attack='badnets', n_train=768, n_test=64, num_classes=16,"
+               " train=TrainConfig(epochs=4, batch_size=64)), progress=False)\n", "victims/*/model.safetensors",
+               (3.0, 16.0)),
+    "mae": ("from edgeguard.bench.restorer import RestorerConfig, get_restorer\n"
+            "get_restorer(RestorerConfig(steps=700, batch_size=8, warmup_steps=10), progress=False)\n",
+            "restorers/*/mae.safetensors", (5.0, 30.0)),
+}
+
+
+def _run_job(job: str, cache: Path, kill_after: "float | None", sig) -> int:
+    """Run ``job`` in a fresh process with its own cache; kill it with ``sig`` after
+    ``kill_after`` seconds (None: let it finish). Returns the exit status."""
+    import os
+    import subprocess
+    import time
+
+    env = {**os.environ, "EDGEGUARD_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + _JOBS[job][0]],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_after is not None:
+        deadline = time.monotonic() + kill_after
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    proc.wait(timeout=600)
+    return proc.returncode
+
+
+def _artefacts(job: str, cache: Path) -> dict[str, str]:
+    return {str(p.relative_to(cache)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(cache.glob(_JOBS[job][1]))}
+
+
+def interruptions(n: int, seed: int = 0) -> dict:
+    """SIGINT or SIGKILL at a random moment of victim and MAE training, then a rerun: the rerun
+    must end with the artefact an uninterrupted run makes, and the cache must hold no entry
+    that looks complete but is not (``cache.problems``)."""
+    import signal
+
+    from edgeguard import cache as edgeguard_cache
+
+    row = _tally("interruptions")
+    row["resumed"] = 0
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-int-") as tmp:
+        root = Path(tmp)
+        reference = {}
+        for job in _JOBS:
+            _run_job(job, root / f"reference-{job}", None, None)
+            reference[job] = _artefacts(job, root / f"reference-{job}")
+        for i in range(n):
+            job = list(_JOBS)[i % len(_JOBS)]
+            sig = (signal.SIGINT, signal.SIGKILL)[int(rng.integers(0, 2))]
+            folder = root / f"case{i}"
+            status = _run_job(job, folder, float(rng.uniform(*_JOBS[job][2])), sig)
+            damaged = [p for kind in folder.glob("*") for p in kind.glob("*")
+                       if (p / edgeguard_cache.MANIFEST).exists() and edgeguard_cache.problems(p)]
+            rerun = _run_job(job, folder, None, None)
+            if damaged:
+                _record(row, "partial_outputs", f"{job} after {sig.name}: damaged entries {damaged}")
+                row["cases"] -= 1
+            if rerun != 0:
+                _record(row, "other_exceptions", f"{job}: rerun after {sig.name} exited {rerun}")
+            elif _artefacts(job, folder) == reference[job]:
+                _record(row, "correct")
+                row["resumed"] += 1
+            else:
+                _record(row, "other_exceptions", f"{job}: rerun after {sig.name} (first exit {status}) made other weights")
+    return row
+
+
 def main(argv=None) -> int:
     args = common.parser("robustness", __doc__).parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = CASES[mode]
 
     def body() -> list[dict]:
-        rows = [fuzz_frames(size["frames"]), fuzz_files(size["files"]), fuzz_cli_purify(size["files"] // 20)]
+        rows = [fuzz_frames(size["frames"]), fuzz_files(size["files"]), fuzz_cli_purify(size["files"] // 20),
+                interruptions(size["interruptions"])]
         for r in rows:
             print({k: v for k, v in r.items() if k != "examples"}, file=sys.stderr, flush=True)
             for example in r["examples"]:

@@ -16,3 +16,11 @@ def test_fuzzed_inputs_end_in_a_result_or_a_typed_error(fuzz, n):
     assert {k: row[k] for k in CLEAN} == CLEAN, row["examples"]
     assert row["cases"] == n and row["typed_errors"] + row["correct"] == n
     assert row["typed_errors"] > 0 or fuzz is fuzz_cli_purify  # malformed inputs were made and refused
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_uninterrupted_artefact():
+    from benchmarks.robustness import interruptions
+
+    row = interruptions(2, seed=3)  # one victim, one MAE run, each killed part-way and rerun
+    assert row["resumed"] == 2 and row["other_exceptions"] == row["partial_outputs"] == 0, row["examples"]
