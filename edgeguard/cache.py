@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeguard.errors import InvalidArgumentError
+from edgeguard.fileio import file_sha256, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +69,10 @@ def entry_dir(kind: str, key: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def seal(folder: Path, names: "list[str] | tuple[str, ...]") -> None:
     """Record the checksums of ``names`` (files in ``folder``, all written) as the entry's
     manifest; from then on the entry counts as complete."""
-    from edgeguard.fileio import write_atomically
-
-    files = {name: _sha256(folder / name) for name in names}
+    files = {name: file_sha256(folder / name) for name in names}
     write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps({"files": files}, indent=2)))
 
 
@@ -100,7 +91,7 @@ def problems(folder: Path) -> list[str]:
         path = folder / name
         if not path.is_file():
             found.append(f"{path}: missing")
-        elif _sha256(path) != digest:
+        elif file_sha256(path) != digest:
             found.append(f"{path}: checksum differs from the manifest (truncated or replaced)")
     return found
 

@@ -112,10 +112,6 @@ def load_cifar10(root: PathLike, split: str = "train") -> ImageDataset:
 # --- ImageFolder / GTSRB ---
 
 
-def _read_image(path: Path, size: int, box=None) -> np.ndarray:
-    return read_image(path, 3, box, size)
-
-
 def _read_gtsrb_csv(path: Path) -> list[tuple[str, tuple[int, int, int, int], int]]:
     """Rows (filename, ROI box (x1, y1, x2 + 1, y2 + 1), class id) of a GTSRB annotation file."""
     try:
@@ -184,11 +180,11 @@ def load_image_folder(root: PathLike, size: int = 32) -> ImageDataset:
         annotations = sorted(class_dir.glob("GT-*.csv"))
         if annotations:
             for filename, box, label in _read_gtsrb_csv(annotations[0]):
-                images.append(_read_image(_inside(class_dir, filename, annotations[0]), size, box))
+                images.append(read_image(_inside(class_dir, filename, annotations[0]), box=box, size=size))
                 labels.append(label)
         else:
             for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-                images.append(_read_image(path, size))
+                images.append(read_image(path, size=size))
                 labels.append(class_id)
     if not images:
         raise DataFormatError(f"{folder}: class folders hold no images ({', '.join(IMAGE_SUFFIXES)})")

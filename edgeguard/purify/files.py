@@ -21,7 +21,6 @@ from edgeguard.errors import InvalidArgumentError, InvalidInputError
 from edgeguard.fileio import write_atomically
 
 
-
 def image_files(paths: Sequence["str | Path"]) -> list[Path]:
     """The image files named by ``paths`` (files, or folders read in name order)."""
     files = []

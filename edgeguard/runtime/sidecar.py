@@ -9,13 +9,13 @@ touches the engine and refuses a mismatch with an error that says to rebuild.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from edgeguard.errors import ModelFormatError
+from edgeguard.fileio import file_sha256
 from edgeguard.version import __version__
 
 FORMAT = "edgeguard-engine/1"
@@ -44,14 +44,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     path = Path(engine_path)
     return path.with_name(path.name + ".json")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
