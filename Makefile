@@ -9,10 +9,11 @@ NVCC   := $(shell command -v nvcc 2>/dev/null)
 PIP_FLAGS := -q --disable-pip-version-check -c constraints-dev.txt
 BENCHES := attacks purify kernels eigenguard scan stream
 
-.PHONY: demo test test-all wheel-check cross-aarch64 cuda clean help $(addprefix bench-,$(BENCHES))
+.PHONY: demo demo-weights test test-all wheel-check cross-aarch64 cuda clean help $(addprefix bench-,$(BENCHES))
 
 help:
 	@echo "make demo      set up .venv and run the demo (prints metrics, writes demo.png)"
+	@echo "make demo-weights  retrain the demo's shipped weights from nothing (~55 min on 2 cores) and rewrite them"
 	@echo "make test      set up .venv, build the CUDA kernels if nvcc is present, run the test suite"
 	@echo "make test-all  the suite including tests marked slow"
 	@echo "make wheel-check  sdist -> wheel -> clean venv -> the torch-free tests (needs PyPI)"
@@ -29,6 +30,10 @@ $(STAMP): pyproject.toml CMakeLists.txt constraints-dev.txt $(wildcard csrc/*.py
 
 demo: $(STAMP)
 	$(PY) -m edgeguard demo --out demo.png
+
+# The weights in edgeguard/weights/, retrained in an empty cache so nothing earlier is reused.
+demo-weights: $(STAMP)
+	tmp=$$(mktemp -d) && EDGEGUARD_CACHE=$$tmp $(PY) -m edgeguard.bench.shipped --write; status=$$?; rm -rf $$tmp; exit $$status
 
 cuda:
 ifdef NVCC

@@ -111,7 +111,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgeguard.bench.demo import run_demo
 
-    run_demo(args.out, attack=args.attack, progress=not args.quiet)
+    run_demo(args.out, attack=args.attack, progress=not args.quiet, retrain=args.retrain)
     return 0
 
 
@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo.png", help="PNG to write")
     p.add_argument("--attack", default="badnets")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--retrain", action="store_true", help="train the victim and the restorer (about 55 minutes on "
+                   "2 cores; the result is cached) instead of using the weights shipped with edgeguard")
     p.set_defaults(func=cmd_demo)
     return parser
 

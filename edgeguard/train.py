@@ -206,7 +206,8 @@ def fit(
     layout = torch.channels_last if bf16 else torch.contiguous_format
     model.to(memory_format=layout)
     t0, resumed_seconds = time.perf_counter(), history.seconds
-    bar = tqdm(range(start, config.epochs), desc=f"train {data.name}", disable=not progress, unit="epoch")
+    desc = f"train {data.name}" if checkpoint is None else f"train {data.name} (cached in {Path(checkpoint).parent})"
+    bar = tqdm(range(start, config.epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
         generator.manual_seed(config.seed * 1000 + epoch)  # resumable: each epoch's randomness is fixed
         model.train()

@@ -6,8 +6,8 @@
     python samples/camera_purifier.py --make-video clip.mp4              # a test clip with a sticker trigger
 
 The model and restorer are engines (.onnx or TensorRT .engine, see export/build_engine.py);
-without --model/--restorer the demo's BadNets sign classifier and tiny MAE are used (trained
-and cached on first use). Each camera frame is resized to the model's input size and goes
+without --model/--restorer the demo's BadNets sign classifier and tiny MAE are used (the weights
+shipped with edgeguard). Each camera frame is resized to the model's input size and goes
 through ``FrameStream`` (warm start on, early exit optional); a frame that cannot be read or
 purified is counted and skipped, the loop goes on. The window (or, --headless, the annotated
 video out/annotated.mp4 plus a PNG every --png-every frames and out/summary.json) shows the
@@ -49,7 +49,7 @@ def open_source(cv2, source: str):
 
 
 def demo_engines(workdir: Path):
-    """The demo's model and restorer as ONNX engines (trained and cached on first use)."""
+    """The demo's model and restorer (shipped with edgeguard) as ONNX engines."""
     from edgeguard.bench.demo import demo_models
     from edgeguard.deploy import export_model, export_restorer
 

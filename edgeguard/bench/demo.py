@@ -2,9 +2,10 @@
 
 The deployed model is a SynthSigns classifier with a BadNets backdoor; the restorer is the
 tiny MAE, pre-trained on photo crops and fine-tuned on clean SynthSigns frames. Both run as
-ONNX Runtime engines on the CPU, the default where there is no GPU. The first run trains
-and caches both (about 35 minutes on 2 CPU cores, most of it the restorer); later runs
-load them.
+ONNX Runtime engines on the CPU, the default where there is no GPU. Both ship with the
+package (``edgeguard.bench.shipped``), so the demo starts at once; ``retrain=True``
+(``edgeguard demo --retrain``) trains them instead (about 55 minutes on 2 AVX2 cores, most
+of it the restorer) and caches the result.
 """
 from __future__ import annotations
 
@@ -17,30 +18,34 @@ import numpy as np
 from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
 
-def demo_models(attack: str = "badnets", progress: bool = True, allow_training: bool = True):
+def demo_models(attack: str = "badnets", progress: bool = True, allow_training: bool = True,
+                use_shipped: bool = True):
     """The demo's (victim, restorer): a backdoored SynthSigns classifier and the tiny MAE
-    fine-tuned on clean SynthSigns frames, trained and cached on first use (about 35 minutes
-    on 2 cores). ``allow_training=False`` only loads them: a ``CacheMissError`` if they are not cached."""
+    fine-tuned on clean SynthSigns frames. They come from the cache, else from the weights
+    shipped with the package (BadNets only), else are trained and cached (about 55 minutes on
+    2 cores). ``allow_training=False`` only loads them (a ``CacheMissError`` when neither
+    has them); ``use_shipped=False`` ignores the shipped weights."""
     from edgeguard.bench.restorer import FINETUNE, get_restorer
     from edgeguard.bench.victims import VictimConfig, get_victim, restorer_images
 
     config = VictimConfig(dataset="signs", attack=attack)
-    victim = get_victim(config, progress=progress, allow_training=allow_training)
+    victim = get_victim(config, progress=progress, allow_training=allow_training, use_shipped=use_shipped)
     return victim, get_restorer(finetune=FINETUNE, images=restorer_images(victim.config), progress=progress,
-                                allow_training=allow_training)
+                                allow_training=allow_training, use_shipped=use_shipped)
 
 
 def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int = 64, batch: int = 16,
-             progress: bool = True) -> dict:
+             progress: bool = True, retrain: bool = False) -> dict:
     """Purify ``frames`` clean and ``frames`` triggered test frames in batches of ``batch``;
     print CA/BA/ASR and frames per second with and without BDMAE; write a PNG strip.
-    Returns the printed figures."""
+    ``retrain``: train the models (or load an earlier training from the cache) instead of
+    using the shipped weights. Returns the printed figures."""
     from edgeguard.data.dataset import to_float_nchw
     from edgeguard.deploy import export_model, export_restorer
     from edgeguard.purify import Purifier
     from edgeguard.runtime import load_engine
 
-    victim, mae = demo_models(attack, progress)
+    victim, mae = demo_models(attack, progress, use_shipped=not retrain)
     workdir = Path(tempfile.mkdtemp(prefix="edgeguard-demo-"))
     model = load_engine(export_model(victim.model, workdir / "model.onnx"))
     restorer = load_engine(export_restorer(mae, workdir / "mae.onnx", (3, 32, 32)))

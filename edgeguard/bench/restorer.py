@@ -127,7 +127,9 @@ def train_mae(
         start = int(state["step"])
         log.info("resuming MAE training from %s at step %d", checkpoint, start)
     mae.train()
-    bar = tqdm(range(start, config.steps), desc="train MAE", disable=not progress, unit="step", mininterval=1.0,
+    # The cache folder (the checkpoint's) is named in the bar, beside tqdm's time estimate.
+    desc = "train MAE" if checkpoint is None else f"train MAE (cached in {Path(checkpoint).parent})"
+    bar = tqdm(range(start, config.steps), desc=desc, disable=not progress, unit="step", mininterval=1.0,
                initial=start, total=config.steps)
     t0 = time.perf_counter()
     for step in bar:
@@ -167,8 +169,12 @@ def _fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencoder:
+def _cached(key: str, arch: str, train, allowed: bool = True, use_shipped: bool = True) -> MaskedAutoencoder:
+    """The restorer cached under ``key``, else the one shipped with the package under it,
+    else ``train(checkpoint)``'s (cached; ``CacheMissError`` when not ``allowed``)."""
     from safetensors.torch import load_file, save_file
+
+    from edgeguard.bench import shipped
 
     folder = cache.entry_dir("restorers", key)
     mae = create_model(arch)
@@ -179,6 +185,11 @@ def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencod
         except Exception as exc:  # safetensors and torch raise their own types
             cache.discard(folder, f"cannot load it: {exc}")
             mae = create_model(arch)
+    record = shipped.find("restorers", key) if use_shipped else None
+    if record is not None:
+        mae.load_state_dict({k: torch.from_numpy(v) for k, v in shipped.read(record, "mae").items()})
+        log.info("using the %s shipped with edgeguard", record["holds"])
+        return mae.eval()
     if not allowed:
         raise CacheMissError(f"no cached restorer (key {key}) in {folder.parent}: train it with get_restorer(...) "
                              "or `edgeguard train-mae`")
@@ -191,27 +202,36 @@ def _cached(key: str, arch: str, train, allowed: bool = True) -> MaskedAutoencod
     return mae
 
 
+def restorer_key(config: RestorerConfig, finetune: Optional[RestorerConfig] = None,
+                 images: Optional[np.ndarray] = None) -> str:
+    """The cache key of the restorer pre-trained by ``config`` (and fine-tuned by ``finetune``
+    on ``images``)."""
+    return cache.config_key(config, finetune, _fingerprint(images)) if finetune is not None else cache.config_key(config)
+
+
 def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[RestorerConfig] = None,
                  images: Optional[np.ndarray] = None, progress: bool = True,
-                 allow_training: bool = True) -> MaskedAutoencoder:
+                 allow_training: bool = True, use_shipped: bool = True) -> MaskedAutoencoder:
     """The restorer for ``config``, pre-trained on photo crops, and with ``finetune`` and
     ``images`` ((N, S, S, C) uint8 clean frames) fine-tuned on them. Each stage is cached,
-    keyed by its configs (and a hash of the images); ``allow_training=False`` only loads
-    (``CacheMissError`` when a stage is missing)."""
+    keyed by its configs (and a hash of the images), and found among the weights shipped
+    with the package when they match; ``allow_training=False`` only loads
+    (``CacheMissError`` when a stage is missing). The pre-trained stage is only loaded
+    when the fine-tuned one has to be trained."""
     if (finetune is None) != (images is None):
         raise InvalidArgumentError("fine-tuning needs both a finetune config and the clean images")
     if finetune is not None and finetune.arch != config.arch:
         raise InvalidArgumentError(f"finetune.arch {finetune.arch!r} differs from config.arch {config.arch!r}")
-    key = cache.config_key(config, finetune, _fingerprint(images)) if finetune is not None else None
-    if not allow_training and key is not None and cache.intact(cache.entry_dir("restorers", key), ("mae.safetensors",)):
-        return _cached(key, config.arch, None, allowed=False)  # the fine-tuned stage alone will do
-    base = _cached(cache.config_key(config), config.arch,
-                   lambda ckpt: train_mae(config, progress=progress, checkpoint=ckpt), allow_training)
+
+    def base() -> MaskedAutoencoder:
+        return _cached(restorer_key(config), config.arch,
+                       lambda ckpt: train_mae(config, progress=progress, checkpoint=ckpt), allow_training, use_shipped)
+
     if finetune is None:
-        return base
-    return _cached(key, config.arch,
-                   lambda ckpt: train_mae(finetune, images=images, init=base, progress=progress, checkpoint=ckpt),
-                   allow_training)
+        return base()
+    return _cached(restorer_key(config, finetune, images), config.arch,
+                   lambda ckpt: train_mae(finetune, images=images, init=base(), progress=progress, checkpoint=ckpt),
+                   allow_training, use_shipped)
 
 
 def random_token_masks(n: int, num_tokens: int, ratio: float, seed: int = 0) -> np.ndarray:

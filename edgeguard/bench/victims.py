@@ -187,19 +187,26 @@ def poisoned_training_set(config: VictimConfig, attack: Optional[Attack], train:
 _VICTIM_FILES = ("model.safetensors", "victim.json")
 
 
+def victim_key(config: VictimConfig) -> str:
+    """The cache key of the victim ``config`` describes. The attack's full parameters join
+    it, so a changed attack default retrains."""
+    return cache.config_key(config, config.make_attack())
+
+
 def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = True,
-               allow_training: bool = True) -> Victim:
-    """Train (or load from the cache) the victim model described by ``config``; with
-    ``allow_training=False`` a model missing from the cache is a ``CacheMissError`` instead."""
+               allow_training: bool = True, use_shipped: bool = True) -> Victim:
+    """Train (or load from the cache, or from the weights shipped with the package,
+    ``edgeguard.bench.shipped``) the victim model described by ``config``; with
+    ``allow_training=False`` a model found in neither is a ``CacheMissError`` instead."""
     import torch
     from safetensors.numpy import load_file, save_file
 
+    from edgeguard.bench import shipped as shipped_weights
     from edgeguard.models import create_model
 
     spec = DATASETS[config.dataset]
     attack = config.make_attack()
-    # The attack's full parameters join the key, so a changed attack default retrains.
-    key = cache.config_key(config, attack)
+    key = victim_key(config)
     folder = cache.entry_dir("victims", key)
     train, test = make_datasets(config)
 
@@ -235,6 +242,15 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
             backdoor = attack.backdoor_test(test) if attack is not None else None
             return Victim(config, model, attack, test, backdoor, metrics, seconds, True)
 
+    record = shipped_weights.find("victims", key) if use_shipped else None
+    if record is not None:
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in shipped_weights.read(record, "model").items()})
+        if attack is not None and "attack" in record["files"]:
+            attack.load_state_dict(shipped_weights.read(record, "attack"))
+        model.eval()
+        log.info("using the %s shipped with edgeguard", record["holds"])
+        backdoor = attack.backdoor_test(test) if attack is not None else None
+        return Victim(config, model, attack, test, backdoor, record["metrics"], record["train_seconds"], True)
     if not allow_training:
         raise CacheMissError(f"no cached victim for {config.dataset}/{config.attack} (key {key}) in {folder.parent}: "
                              "train it with get_victim(config) or `edgeguard attack`")
