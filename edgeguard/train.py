@@ -23,6 +23,7 @@ from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import InvalidArgumentError
 from edgeguard.fileio import write_atomically
 from edgeguard.outputs import OutputKind
+from edgeguard.runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +268,30 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.n
     if not outs:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(outs)
+
+
+def spec_of(data: ImageDataset) -> ModelSpec:
+    """The ModelSpec of a model trained on ``data``: its frames' shape, output kind and count."""
+
+    return ModelSpec(role="model", input_shape=tuple(int(d) for d in to_float_nchw(data.images[:1]).shape[1:]),
+                     output=data.output, outputs=data.num_classes)
+
+
+def train_model(data: ImageDataset, config: TrainConfig = TrainConfig(), arch: Optional[str] = None,
+                width: float = 0.25, checkpoint: Optional[Union[str, Path]] = None, progress: bool = True) -> nn.Module:
+    """A model trained on your ``data`` (classification or regression, from its labels) and
+    returned in eval mode, carrying its ``ModelSpec`` as ``model.spec`` so ``export_model`` and
+    the Purifier know its input and outputs. ``arch``: an ``edgeguard.models`` name (default
+    ``preact_resnet18`` for classification, ``gaze_resnet18`` for regression); ``width``: its
+    channel multiplier; ``checkpoint``: a file to resume from after an interruption."""
+    from edgeguard.models import create_model
+
+    if len(data) < config.batch_size:
+        raise InvalidArgumentError(f"{len(data)} training images are fewer than one batch ({config.batch_size}); "
+                                   "lower TrainConfig.batch_size")
+    arch = arch or ("gaze_resnet18" if data.output is OutputKind.REGRESSION else "preact_resnet18")
+    torch.manual_seed(config.seed)
+    model = create_model(arch, num_outputs=data.num_classes, width=width)
+    model.spec = spec_of(data)
+    fit(model, data, config, checkpoint=checkpoint, progress=progress)
+    return model.eval()

@@ -36,11 +36,13 @@ def test_shipped_weights_were_made_by_todays_demo_configs():
     config = VictimConfig(dataset="signs", attack="badnets")
     assert shipped.find("victims", victim_key(config)) is not None
     assert shipped.find("restorers", restorer_key(RestorerConfig(), FINETUNE, restorer_images(config))) is not None
+    assert shipped.find("restorers", restorer_key(RestorerConfig())) is not None  # what fine-tuning starts from
 
 
 def test_an_empty_cache_loads_the_shipped_models_and_they_work(tmp_path, monkeypatch):
     from edgeguard.bench.demo import demo_models
-    from edgeguard.bench.restorer import restoration_psnr
+    from edgeguard.bench.restorer import RestorerConfig, get_restorer, restoration_psnr, restorer_key
+    from edgeguard.data.photos import random_crops
     from edgeguard.data.signs import make_signs
     from edgeguard.train import predict
 
@@ -54,8 +56,20 @@ def test_an_empty_cache_loads_the_shipped_models_and_they_work(tmp_path, monkeyp
     assert (clean == victim.test.labels[:n]).mean() >= 0.95
     bd = victim.backdoor
     assert (predict(victim.model, bd.images[:n]).argmax(1) == bd.targets[:n]).mean() >= 0.9
-    recorded, = [e["psnr_db"]["SynthSigns"] for e in shipped.manifest()["entries"] if e["kind"] == "restorers"]
-    assert restoration_psnr(mae, make_signs(1000, 12345).images) == pytest.approx(recorded, abs=0.05)
+    tuned, base = (shipped.find("restorers", key)["psnr_db"] for key in
+                   (restorer_key(RestorerConfig(), *_finetune_args(victim)), restorer_key(RestorerConfig())))
+    assert restoration_psnr(mae, make_signs(1000, 12345).images) == pytest.approx(tuned["SynthSigns"], abs=0.05)
+    photo_mae = get_restorer(RestorerConfig(), progress=False, allow_training=False)
+    crops = random_crops(1000, 32, 5, scale=RestorerConfig().crop_scale, split="test")
+    assert restoration_psnr(photo_mae, crops) == pytest.approx(base["photos"], abs=0.05)
+    assert tuned["SynthSigns"] > 17 and base["photos"] > 20  # restorers that restore, not noise
+
+
+def _finetune_args(victim):
+    from edgeguard.bench.restorer import FINETUNE
+    from edgeguard.bench.victims import restorer_images
+
+    return FINETUNE, restorer_images(victim.config)
 
 
 def test_a_damaged_shipped_file_is_refused_by_name(tmp_path):
@@ -69,8 +83,8 @@ def test_a_damaged_shipped_file_is_refused_by_name(tmp_path):
     with pytest.raises(ModelFormatError, match="reinstall"):
         shipped.read(record, "model", root)
     assert [p.split(":")[0] for p in shipped.problems(root)] == [record["files"]["model"]["name"]]
-    mae, = [e for e in shipped.manifest(root)["entries"] if e["kind"] == "restorers"]
-    assert shipped.read(mae, "mae", root)  # the intact one still loads
+    for mae in [e for e in shipped.manifest(root)["entries"] if e["kind"] == "restorers"]:
+        assert shipped.read(mae, "mae", root)  # the intact ones still load
 
 
 def test_a_missing_manifest_means_nothing_ships(tmp_path):

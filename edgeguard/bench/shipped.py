@@ -1,7 +1,8 @@
 """Trained weights that ship inside the package, so the demo runs without training first.
 
 ``edgeguard/weights/`` holds the demo's victim (SynthSigns, BadNets) and its restorer (the
-tiny MAE fine-tuned on clean SynthSigns frames) as safetensors, and ``weights.json`` with,
+tiny MAE fine-tuned on clean SynthSigns frames), and the photo-pre-trained MAE that
+fine-tuning on your own frames starts from, as safetensors, and ``weights.json`` with,
 for each file: the cache key of the config that made it, its SHA-256 (checked at every
 load) and what it was measured at when written. They are a read-only layer under the cache:
 ``get_victim`` and ``get_restorer`` look in the cache, then here (by the same key, so a
@@ -86,7 +87,8 @@ def write(folder: Path, progress: bool = True) -> dict[str, Any]:
 
     import torch
 
-    from edgeguard.bench.restorer import FINETUNE, RestorerConfig, restoration_psnr, restorer_key
+    from edgeguard.bench.restorer import FINETUNE, RestorerConfig, get_restorer, restoration_psnr, restorer_key
+    from edgeguard.data.photos import random_crops
     from edgeguard.data.signs import make_signs
     from edgeguard.bench.victims import restorer_images, victim_key
     from edgeguard.fileio import write_atomically
@@ -107,6 +109,14 @@ def write(folder: Path, progress: bool = True) -> dict[str, Any]:
     entries.append({"kind": "victims", "key": victim_key(victim.config), "files": files,
                     "holds": f"{victim.config.dataset} {victim.config.attack} victim",
                     "metrics": victim.metrics, "train_seconds": victim.train_seconds})
+    # The photo-pre-trained stage too: fine-tuning on a user's own frames starts from it.
+    base = get_restorer(RestorerConfig(), progress=progress, use_shipped=False)
+    crops = random_crops(1000, base.config.img_size, 5, scale=RestorerConfig().crop_scale, split="test")
+    entries.append({"kind": "restorers", "key": restorer_key(RestorerConfig()),
+                    "files": {"mae": save("restorer-photos.safetensors",
+                                          {k: v.detach().cpu().numpy() for k, v in base.state_dict().items()})},
+                    "holds": f"MAE restorer ({RestorerConfig().arch}) pre-trained on photo crops",
+                    "psnr_db": {"photos": round(restoration_psnr(base, crops), 3)}})
     images = restorer_images(victim.config)
     entries.append({"kind": "restorers", "key": restorer_key(RestorerConfig(), FINETUNE, images),
                     "files": {"mae": save(f"restorer-{victim.config.dataset}.safetensors",

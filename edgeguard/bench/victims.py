@@ -19,7 +19,7 @@ from edgeguard.data.dataset import ImageDataset, to_float_nchw
 from edgeguard.errors import CacheMissError, InvalidArgumentError
 from edgeguard.fileio import write_atomically
 from edgeguard.runtime.spec import ModelSpec
-from edgeguard.train import TrainConfig, fit, predict
+from edgeguard.train import TrainConfig, fit, predict, spec_of  # noqa: F401  (spec_of: re-exported)
 
 if TYPE_CHECKING:  # torch-side; imported where a victim is protected
     from edgeguard.eigenguard import EigenGuardConfig
@@ -55,12 +55,6 @@ DATASETS: dict[str, DatasetSpec] = {
     "signs": DatasetSpec(_signs, "preact_resnet18", TrainConfig(crop_padding=0, lr=0.05, precision="auto")),
     "gaze": DatasetSpec(_gaze, "gaze_resnet18", TrainConfig(lr=0.05, precision="auto")),
 }
-
-
-def spec_of(data: ImageDataset) -> ModelSpec:
-    """The ModelSpec of a model trained on ``data``: its frames' shape, output kind and count."""
-    return ModelSpec(role="model", input_shape=tuple(int(d) for d in to_float_nchw(data.images[:1]).shape[1:]),
-                     output=data.output, outputs=data.num_classes)
 
 
 def model_spec(config: "VictimConfig") -> ModelSpec:
@@ -102,6 +96,11 @@ class VictimConfig:
     eigenguard_at: Optional[str] = field(default=None, metadata={"key": "if_set"})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attack, str):
+            raise InvalidArgumentError(
+                f"VictimConfig.attack is a registered name, got {type(self.attack).__name__}: pass attack=NAME and "
+                "attack_options={...} (a trigger of your own: attack='trigger', attack_options={'image': ...}), or "
+                "poison your data with the Attack object and train with edgeguard.train.train_model")
         if self.dataset not in DATASETS:
             raise InvalidArgumentError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}")
         if self.n_train < 1 or self.n_test < 1:
