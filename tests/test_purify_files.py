@@ -45,6 +45,27 @@ def test_every_frame_gets_its_own_output_and_record(tmp_path):
         assert r["changed"] and r["restored_fraction"] == 1.0
 
 
+def test_an_interrupted_run_leaves_a_record_of_exactly_the_frames_it_wrote(tmp_path):
+    _frames(tmp_path / "in", [f"f{i}.png" for i in range(7)])
+
+    class InterruptedOnThirdBatch(Inverter):
+        calls = 0
+
+        def __call__(self, frames):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return super().__call__(frames)
+
+    with pytest.raises(KeyboardInterrupt):
+        purify_files(InterruptedOnThirdBatch(), [tmp_path / "in"], tmp_path / "out", batch=2, report=lambda line: None)
+    records = json.loads((tmp_path / "out" / "results.json").read_text())
+    pngs = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".png")
+    assert pngs == ["f0.png", "f1.png", "f2.png", "f3.png"]  # two batches of two
+    assert sorted(r["purified"].split("/")[-1] for r in records) == pngs
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == pngs + ["results.json"]  # no temporaries
+
+
 def test_an_output_folder_holding_an_input_is_refused_before_anything_is_written(tmp_path):
     _frames(tmp_path / "frames", ["f0.png", "f1.png"])
     before = {p.name: p.read_bytes() for p in (tmp_path / "frames").iterdir()}

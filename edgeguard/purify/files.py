@@ -5,7 +5,8 @@
 The user's files are never touched: an output folder that is, or holds, an input is refused
 before any work starts; every output name is unique and names its input (``x.png`` and
 ``x.bmp`` become ``x_png.png`` and ``x_bmp.png``); every file is written to a temporary name in its
-folder and renamed into place, so an interrupted run leaves no half-written frame.
+folder and renamed into place, so an interrupted run leaves no half-written frame, and
+``results.json`` is rewritten after every batch, so it lists exactly the frames written.
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ def purify_files(purifier, paths: Sequence["str | Path"], out: "str | Path", bat
                             "restored_fraction": float(result.pixel_mask[i].mean()),
                             "model_calls": result.model_calls, "restorer_calls": result.restorer_calls,
                             "ms": round(1e3 * result.seconds / len(result), 2)})
+        # After every batch, so an interrupted run leaves a record of each frame it wrote.
+        write_atomically(out / "results.json", lambda tmp: tmp.write_text(json.dumps(records, indent=2)))
         report(str(result))
-    write_atomically(out / "results.json", lambda tmp: tmp.write_text(json.dumps(records, indent=2)))
     return records
