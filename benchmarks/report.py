@@ -46,7 +46,8 @@ def defense_grid(rows: list[dict]) -> list[str]:
              "|---|" + "---|" * len(defenses)]
     for attack, a2a in attacks:
         cells = {r["defense"]: _cell(r) for r in rows if r["attack"] == attack and r.get("all_to_all", False) == a2a}
-        name = attack + (" (all-to-all)" if a2a else "")
+        held_out = any(r.get("held_out") for r in rows if r["attack"] == attack)
+        name = attack + (" (all-to-all)" if a2a else "") + (" (held out)" if held_out else "")
         lines.append(f"| {name} | " + " | ".join(cells.get(d, "") for d in defenses) + " |")
     lines.append("")
     if any("ms_per_image" in r for r in rows):

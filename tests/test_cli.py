@@ -85,6 +85,35 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     assert "one size" in capsys.readouterr().err
 
 
+def test_purify_command_keeps_grey_frames_grey_for_a_grey_gaze_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from PIL import Image
+
+    from edgeguard.deploy import export_model, export_restorer
+    from edgeguard.models import create_model
+    from edgeguard.runtime import ModelSpec
+
+    torch.manual_seed(0)
+    gaze = create_model("gaze_resnet18", num_outputs=2, width=0.125).eval()
+    gaze.spec = ModelSpec(role="model", input_shape=(1, 36, 60), output="regression", outputs=2)
+    export_model(gaze, tmp_path / "gaze.onnx")
+    export_restorer(create_model("mae_tiny_patch4").eval(), tmp_path / "mae.onnx", (1, 36, 60))  # colour MAE
+    frames = tmp_path / "eyes"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (36, 60), dtype=np.uint8)).save(frames / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (36, 60, 3), dtype=np.uint8)).save(frames / "colour.png")  # read as grey
+    assert main(["purify", "--model", str(tmp_path / "gaze.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
+                 str(frames), "--out", str(tmp_path / "out")]) == 0
+    records = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(records) == 2 and all(len(r["prediction"]) == 2 for r in records)  # (pitch, yaw)
+    for r in records:
+        with Image.open(r["purified"]) as im:
+            assert im.mode == "L" and im.size == (60, 36)
+
+
 def test_train_command_with_eigenguard(tmp_path, capsys):
     pytest.importorskip("torch")
     args = ["train", "--dataset", "gaze", "--attack", "badnets", "--n-train", "512", "--n-test", "128", "--epochs", "1",

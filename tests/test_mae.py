@@ -182,8 +182,37 @@ def test_restorer_training_caches_and_fine_tunes():
     tuned = train_mae(config, images=images, init=again, progress=False)
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
     assert 0 < restoration_psnr(tuned, images) < 60
-    with pytest.raises(InvalidInputError):
-        train_mae(config, images=images[:, :16], progress=False)
+    for bad in (images.astype(np.float32), images[..., :2], images[0]):
+        with pytest.raises(InvalidInputError):
+            train_mae(config, images=bad, progress=False)
+
+
+def test_grey_frames_of_any_size_go_through_a_colour_mae(tmp_path):
+    """A grey frame is the colour frame with R = G = B: its restoration is their mean; the
+    MAE fine-tunes on grey 36x60 frames (resized and repeated as it restores them); the
+    grey export runs in ONNX Runtime as in torch."""
+    pytest.importorskip("onnxruntime")
+    from edgeguard.bench.restorer import RestorerConfig, mae_frames, train_mae
+    from edgeguard.deploy import export_restorer
+    from edgeguard.runtime import load_engine
+
+    mae = _tiny()
+    grey = torch.rand(3, 1, 36, 60)
+    mask = _random_mask(3, 64, 0.5)
+    with torch.no_grad():
+        got = mae(grey, mask)
+        want = mae(grey.expand(-1, 3, -1, -1), mask).mean(dim=1, keepdim=True)
+    assert got.shape == (3, 1, 36, 60)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    frames = np.random.default_rng(0).integers(0, 255, (10, 36, 60, 1), dtype=np.uint8)
+    shaped = mae_frames(frames, 32, 3)
+    assert shaped.shape == (10, 32, 32, 3) and (shaped[..., 0] == shaped[..., 2]).all()
+    config = RestorerConfig(steps=2, batch_size=4, warmup_steps=1)
+    tuned = train_mae(config, images=frames, init=_tiny(), progress=False)
+    engine = load_engine(export_restorer(tuned, tmp_path / "grey.onnx", (1, 36, 60)))
+    assert engine.spec.input_shape == (1, 36, 60) and engine.spec.token_grid == 8
+    with torch.no_grad():
+        np.testing.assert_allclose(engine(grey.numpy(), mask.numpy()), tuned(grey, mask).numpy(), atol=1e-4)
 
 
 def test_fine_tuned_restorer_is_cached_per_image_set():

@@ -340,3 +340,36 @@ def test_frames_that_do_not_fit_the_engines_are_refused_before_any_engine_call(s
             purifier(frames)
     assert model.samples == 0 and spec_restorer.samples == 0
     assert purifier(clean[:1]).prediction.shape == (1,)
+
+
+class GreyGazeRegressor(Engine):
+    """(1, 36, 60) grey frames, as SynthGaze's: gaze from brightness, (0.5, 0.5) rad when a
+    bright 6x8 sticker sits at rows 14-19, cols 30-37."""
+
+    backend = "test"
+    input_names = ("image",)
+
+    def _run(self, arrays):
+        x = arrays[0]
+        sticker = x[:, 0, 14:20, 30:38].mean(axis=(1, 2))
+        base = np.stack([x.mean(axis=(1, 2, 3)) - 0.5, np.zeros(len(x))], axis=1) * 0.2
+        return [np.where(sticker[:, None] > 0.95, 0.5, base).astype(np.float32)]
+
+
+def test_grey_frames_of_another_shape_than_the_restorer_are_purified_through_its_token_map():
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:36, :60] / 60.0
+    clean = np.clip(rng.uniform(0.2, 0.7, (4, 1, 1, 1)) + 0.2 * np.sin(5 * xx) * yy
+                    + rng.normal(0, 0.02, (4, 1, 36, 60)), 0, 0.9).astype(np.float32)
+    triggered = clean.copy()
+    triggered[:, :, 14:20, 30:38] = 1.0
+    restorer = OracleRestorer({img.tobytes(): c for img, c in zip(np.concatenate([clean, triggered]),
+                                                                  np.concatenate([clean, clean]))})
+    restorer.pix2tok = pixel_token_map(36, 60, 32, 4)  # the 8x8 token grid over a 36x60 frame
+    result = Purifier(GreyGazeRegressor(), restorer, output="regression")(triggered)
+    np.testing.assert_allclose(result.original_prediction, 0.5)
+    np.testing.assert_allclose(result.prediction, GreyGazeRegressor()(clean), atol=1e-6)
+    assert result.purified.shape == (4, 1, 36, 60) and result.pixel_mask.shape == (4, 36, 60)
+    assert result.pixel_mask[:, 14:20, 30:38].all() and result.pixel_mask.mean(axis=(1, 2)).max() <= 0.25
+    clean_result = Purifier(GreyGazeRegressor(), restorer, output="regression")(clean)
+    np.testing.assert_array_equal(clean_result.purified, clean)

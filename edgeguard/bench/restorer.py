@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from edgeguard import cache
-from edgeguard.data.dataset import to_float_nchw
+from edgeguard.data.dataset import resize_frames, to_float_nchw
 from edgeguard.data.photos import random_crops
 from edgeguard.errors import CacheMissError, InvalidArgumentError, InvalidInputError
 from edgeguard.fileio import write_atomically
@@ -89,8 +89,9 @@ def train_mae(
 
     Args:
         config: training settings.
-        images: None trains on photo crops; else (N, S, S, C) uint8 clean images at the
-            MAE's size to fine-tune on (drawn with replacement, random horizontal flips).
+        images: None trains on photo crops; else (N, H, W, C) uint8 clean images to fine-tune
+            on (drawn with replacement, random horizontal flips), brought to the MAE's size and
+            channels by ``mae_frames`` (grey ones as R = G = B).
         init: start from this model (fine-tuning) instead of a fresh one.
         progress: show a tqdm bar.
         checkpoint: file written every ``checkpoint_every`` steps (weights, optimiser, the
@@ -101,12 +102,7 @@ def train_mae(
     mae = init if init is not None else create_model(config.arch)
     size = mae.config.img_size
     if images is not None:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:3] != (size, size) or images.dtype != np.uint8:
-            raise InvalidInputError(f"fine-tuning images must be (N, {size}, {size}, C) uint8, "
-                                    f"got {images.shape} {images.dtype}")
-        if images.shape[-1] != mae.config.in_chans:
-            raise InvalidInputError(f"images have {images.shape[-1]} channels, the MAE {mae.config.in_chans}")
+        images = mae_frames(images, size, mae.config.in_chans)
     opt = torch.optim.AdamW(mae.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
 
     def lr_at(step: int) -> float:
@@ -154,6 +150,23 @@ def train_mae(
             write_atomically(checkpoint, lambda tmp: torch.save(state, tmp))
     log.info("trained %s for %d steps in %.0f s", config.arch, config.steps, time.perf_counter() - t0)
     return mae.eval()
+
+
+def mae_frames(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """(N, H, W, C) uint8 frames of any size, grey or colour -> (N, size, size, channels): the
+    form the MAE trains on. Frames are resized as the MAE sees them when restoring (bilinear:
+    ``resize_frames``), and grey ones become R = G = B."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] not in (1, 3) or 0 in images.shape:
+        raise InvalidInputError(f"fine-tuning images must be (N, H, W, C) uint8 with C 1 or 3, "
+                                f"got {images.shape} {images.dtype}")
+    if images.shape[-1] != channels:
+        if images.shape[-1] == 3:
+            raise InvalidInputError(f"colour frames cannot train a {channels}-channel MAE")
+        images = np.repeat(images, channels, axis=-1)
+    if images.shape[1:3] != (size, size):
+        images = resize_frames(images, size)
+    return images
 
 
 # Fine-tuning on clean frames of the deployment domain. Measured on SynthSigns (2 CPU

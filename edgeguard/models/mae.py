@@ -15,6 +15,8 @@ prediction into the input only where masked.
 
 Images whose size differs from the MAE's (32x32 frames into a 224 MAE) follow the official
 BDMAE path: bilinear up to the MAE size, MAE, nearest back down, composite at data size.
+Grey frames (1 channel) go through a colour MAE as R = G = B and come back as the mean of
+the restored channels, so grey models (gaze) need no MAE of their own.
 """
 from __future__ import annotations
 
@@ -141,7 +143,8 @@ class Block(nn.Module):
 class MaskedAutoencoder(nn.Module):
     """ViT MAE with an explicit token mask; see the module docstring.
 
-    ``forward(images, mask)``: images (N, C, h, w) float in [0, 1] at any size, mask (N, L)
+    ``forward(images, mask)``: images (N, C, h, w) float in [0, 1] at any size (C the MAE's
+    channels, or 1 for a colour MAE), mask (N, L)
     float/bool with 1 = masked (L = config.num_tokens, row-major over the token grid);
     returns (N, C, h, w) with masked pixels restored and the others unchanged (no clamping,
     as in BDMAE).
@@ -238,10 +241,15 @@ class MaskedAutoencoder(nn.Module):
         h, w = images.shape[-2:]
         s = self.config.img_size
         x = images if (h, w) == (s, s) else F.interpolate(images, size=(s, s), mode="bilinear", align_corners=False)
+        grey = images.shape[1] == 1 and self.config.in_chans == 3
+        if grey:  # a grey frame is the colour frame with R = G = B; its restoration, their mean
+            x = x.expand(-1, 3, -1, -1)
         pred = self.unpatchify(self.predict((x - self.pixel_mean) / self.pixel_std, mask))
         if (h, w) != (s, s):
             pred = F.interpolate(pred, size=(h, w), mode="nearest")
         pred = pred * self.pixel_std + self.pixel_mean
+        if grey:
+            pred = pred.mean(dim=1, keepdim=True)
         m = self.pixel_mask(mask, (h, w)).to(images.dtype)
         return images * (1 - m) + pred * m
 

@@ -37,10 +37,10 @@ def image_files(paths: Sequence["str | Path"]) -> list[Path]:
     return files
 
 
-def read_frames(files: Sequence[Path]) -> np.ndarray:
-    """(N, H, W, 3) uint8 frames of one size from image files (DataFormatError for one that
-    cannot be read)."""
-    frames = [read_image(f) for f in files]
+def read_frames(files: Sequence[Path], channels: int = 3) -> np.ndarray:
+    """(N, H, W, channels) uint8 frames of one size from image files, RGB or grey
+    (DataFormatError for one that cannot be read)."""
+    frames = [read_image(f, channels) for f in files]
     shapes = {fr.shape for fr in frames}
     if len(shapes) > 1:
         raise InvalidInputError(f"frames must share one size, got {sorted(shapes)}")
@@ -100,7 +100,8 @@ def purify_files(purifier, paths: Sequence["str | Path"], out: "str | Path", bat
     files = image_files(paths)
     out = Path(out)
     check_output_folder(out, files)
-    frames = read_frames(files)
+    spec = getattr(getattr(purifier, "model", None), "spec", None)
+    frames = read_frames(files, channels=spec.input_shape[0] if spec is not None else 3)  # grey stays grey
     names = output_names(files)
     out.mkdir(parents=True, exist_ok=True)
     report = report or (lambda line: print(line, file=sys.stderr))
@@ -108,7 +109,9 @@ def purify_files(purifier, paths: Sequence["str | Path"], out: "str | Path", bat
     for start in range(0, len(frames), batch):
         result = purifier(frames[start:start + batch])
         for i, (f, name) in enumerate(zip(files[start:start + batch], names[start:start + batch])):
-            write_atomically(out / name, lambda tmp, image=result.purified[i]: Image.fromarray(image).save(tmp, "PNG"))
+            image = result.purified[i]
+            image = image[..., 0] if image.shape[-1] == 1 else image  # PIL takes grey as (H, W)
+            write_atomically(out / name, lambda tmp, image=image: Image.fromarray(image).save(tmp, "PNG"))
             records.append({"file": str(f), "purified": str(out / name),
                             "prediction": np.asarray(result.prediction[i]).tolist(),
                             "original_prediction": np.asarray(result.original_prediction[i]).tolist(),
