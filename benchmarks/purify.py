@@ -1,4 +1,4 @@
-"""BDMAE against no defense, Blur and ShrinkPad on backdoored SynthSigns models.
+"""BDMAE against no defense, Blur and ShrinkPad on backdoored SynthSigns and SynthGaze models.
 
     python -m benchmarks.purify --quick --json /tmp/purify.json
 
@@ -12,7 +12,8 @@ path. For every (attack, defense) a row with ca (clean test frames), ba and asr 
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
 engine calls per frame. Rows ``trigger:NAME`` (``held_out``) are triggers of our own design
 (``unseen_triggers``), fixed before they were first measured and never used to choose a
-default. PatchCleanser (6x6 masks covering any 6-px patch) is the fourth
+default. Gaze rows (regression: clean_err_deg, attack_err_deg, asr_at_5deg) purify grey
+36x60 frames through the same colour MAE fine-tuned on clean SynthGaze frames. PatchCleanser (6x6 masks covering any 6-px patch) is the fourth
 baseline of BDMAE's comparison.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ BASELINES = ["none", "blur", "blur_strong", "shrinkpad", "shrinkpad_strong"]
 # of every choice of defaults (the purifier's, the restorer's, EARLY_EXIT): user triggers
 # through the 'trigger' attack (TriggerImage), no new class. See unseen_triggers().
 UNSEEN = ["centre_sticker", "soft_star", "roaming_noise"]
+# SynthGaze regression models with local triggers (the attack benchmark's gaze victims).
+GAZE_ATTACKS = ["badnets", "blended_patch"]
 EVAL = {"quick": 200, "full": 500}  # clean and triggered frames per attack
 # bdmae_early_exit: frames whose stage-1 answers flip on at most 30% of the 25 masks keep
 # their answer (stages 2-3 skipped). On 100 frames of the badnets victim, clean frames had a
@@ -78,21 +81,21 @@ def _subset(n_total: int, n: int) -> np.ndarray:
 
 def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> list[dict]:
     """Rows for one victim: every baseline, and each BDMAE variant of ``variants`` (defense
-    name -> (restorer engine, PurifierConfig)), on the same clean and triggered frames."""
+    name -> (restorer engine, PurifierConfig)), on the same clean and triggered frames.
+    Classifiers get ca / ba / asr, regression models clean_err_deg / attack_err_deg /
+    asr_at_5deg (PatchCleanser, a certified classifier defense, only the former)."""
     from edgeguard.data.dataset import to_float_nchw
-    from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
     from edgeguard.purify import PatchCleanser, Purifier, get_defense
 
     test, bd = victim.test, victim.backdoor
+    output = test.output
     ci, bi = _subset(len(test), n), _subset(len(bd.images), n)
     clean_x, bd_x = to_float_nchw(test.images[ci]), to_float_nchw(bd.images[bi])
     labels, bd_labels, bd_targets = test.labels[ci], bd.labels[bi], bd.targets[bi]
     rows = []
 
     def row(defense, clean_pred, bd_pred, seconds, model_calls, restorer_calls):
-        return {"defense": defense, "ca": clean_accuracy(clean_pred, labels),
-                "ba": backdoor_accuracy(bd_pred, bd_labels, bd_targets),
-                "asr": attack_success_rate(bd_pred, bd_labels, bd_targets),
+        return {"defense": defense, **output.metrics(clean_pred, labels, bd_pred, bd_labels, bd_targets),
                 "ms_per_image": round(1e3 * seconds / (len(ci) + len(bi)), 2),
                 "model_calls": model_calls, "restorer_calls": restorer_calls,
                 "n_clean": len(ci), "n_backdoor": len(bi)}
@@ -100,14 +103,15 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
     for name in BASELINES:
         defense = get_defense(name)
         t0 = time.perf_counter()
-        preds = [model_engine(defense(x)).argmax(1) for x in (clean_x, bd_x)]
+        preds = [output.answer(model_engine(defense(x))) for x in (clean_x, bd_x)]
         rows.append(row(name, *preds, time.perf_counter() - t0, 1, 0))
 
-    cleanser = PatchCleanser()
-    seen, t0 = model_engine.samples, time.perf_counter()
-    preds = [cleanser(model_engine, x) for x in (clean_x, bd_x)]
-    calls = (model_engine.samples - seen) / (len(ci) + len(bi))
-    rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
+    if output == "classification":
+        cleanser = PatchCleanser()
+        seen, t0 = model_engine.samples, time.perf_counter()
+        preds = [cleanser(model_engine, x) for x in (clean_x, bd_x)]
+        calls = (model_engine.samples - seen) / (len(ci) + len(bi))
+        rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
     for name, (restorer_engine, config) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
@@ -160,10 +164,27 @@ def main(argv=None) -> int:
                      **({"held_out": True} if attack.startswith("trigger:") else {}), **r}
                 print(r, file=sys.stderr, flush=True)
                 results.append(r)
+        # Gaze: grey 36x60 frames through the colour MAE (R = G = B), fine-tuned on clean
+        # SynthGaze frames; the answer moved when it turns by more than tolerance_deg.
+        gaze_mae = get_restorer(RestorerConfig(), FINETUNE, restorer_images(victim_config(size, "gaze", "none")))
+        gaze_restorer = load_engine(export_restorer(gaze_mae, workdir / "gaze-mae.onnx", (1, 36, 60)),
+                                    threads=args.threads)
+        for attack in GAZE_ATTACKS:
+            victim = get_victim(victim_config(size, "gaze", attack))
+            path = export_model(victim.model, workdir / f"gaze-{attack}.onnx")
+            variants = {"bdmae": (gaze_restorer, PurifierConfig()),
+                        "bdmae_early_exit": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT))}
+            for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
+                r = {"task": "gaze", "attack": attack, "all_to_all": False, **r}
+                print(r, file=sys.stderr, flush=True)
+                results.append(r)
         for name, mae in (("photos + SynthSigns fine-tuning", tuned_mae), ("photos", photo_mae)):
             for data, images in (("held-out photo crops", _photo_crops()), ("SynthSigns", _signs())):
                 results.append({"task": "restorer", "restorer": f"mae_tiny_patch4 ({name})", "data": data,
                                 "mask_ratio": 0.75, "psnr_masked_db": round(restoration_psnr(mae, images), 2)})
+        results.append({"task": "restorer", "restorer": "mae_tiny_patch4 (photos + SynthGaze fine-tuning)",
+                        "data": "SynthGaze", "mask_ratio": 0.75,
+                        "psnr_masked_db": round(restoration_psnr(gaze_mae, _gaze()), 2)})
         return results
 
     config = {"mode": mode, "eval_frames": n, "ort_threads": args.threads, "restorer_finetune_steps": FINETUNE.steps, "early_exit": EARLY_EXIT,
@@ -177,6 +198,12 @@ def _photo_crops():
     from edgeguard.data.photos import random_crops
 
     return random_crops(1000, 32, 5, scale=(0.05, 0.6), split="test")
+
+
+def _gaze():
+    from edgeguard.data.gaze import make_gaze
+
+    return make_gaze(1000, 12345).images
 
 
 def _signs():
