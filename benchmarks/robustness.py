@@ -29,8 +29,8 @@ import numpy as np
 
 from benchmarks import common
 
-CASES = {"quick": {"frames": 10000, "files": 600, "interruptions": 8},
-         "full": {"frames": 50000, "files": 3000, "interruptions": 40}}
+CASES = {"quick": {"frames": 10000, "files": 600, "interruptions": 9},
+         "full": {"frames": 50000, "files": 3000, "interruptions": 42}}
 
 
 def _stand_ins():
@@ -297,7 +297,19 @@ _JOBS = {
     "mae": ("from edgeguard.bench.restorer import RestorerConfig, get_restorer\n"
             "get_restorer(RestorerConfig(steps=700, batch_size=8, warmup_steps=10), progress=False)\n",
             "restorers/*/mae.safetensors", (5.0, 30.0)),
+    # edgeguard purify over a folder (set up by _PURIFY_SETUP, uninterrupted): the rerun must
+    # write every frame as the uninterrupted run does, results.json listing each one.
+    "purify": ("import os\nfrom edgeguard.cli import main\nroot = os.environ['EDGEGUARD_CACHE']\n"
+               "main(['purify', '--model', root + '/m.onnx', '--restorer', root + '/mae.onnx', root + '/frames',"
+               " '--out', root + '/out', '--batch', '4', '--threads', '1'])\n", "out/*.png", (3.0, 9.0)),
 }
+_PURIFY_SETUP = ("import os, numpy as np, torch\nfrom PIL import Image\n"
+                 "from edgeguard.deploy import export_onnx, export_restorer\nfrom edgeguard.models import create_model\n"
+                 "root = os.environ['EDGEGUARD_CACHE']\nos.makedirs(root + '/frames')\ntorch.manual_seed(0)\n"
+                 "export_onnx(create_model('preact_resnet18', num_outputs=4, width=0.125).eval(), root + '/m.onnx',"
+                 " (3, 32, 32))\nexport_restorer(create_model('mae_tiny_patch4').eval(), root + '/mae.onnx', (3, 32, 32))\n"
+                 "rng = np.random.default_rng(0)\nfor i in range(40):\n"
+                 "    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(f'{root}/frames/f{i:02d}.png')\n")
 
 
 def _run_job(job: str, cache: Path, kill_after: "float | None", sig) -> int:
@@ -308,6 +320,8 @@ def _run_job(job: str, cache: Path, kill_after: "float | None", sig) -> int:
     import time
 
     env = {**os.environ, "EDGEGUARD_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    if job == "purify" and not (cache / "frames").exists():
+        subprocess.run([sys.executable, "-c", _PURIFY_SETUP], env=env, check=True, stdout=subprocess.DEVNULL)
     proc = subprocess.Popen([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + _JOBS[job][0]],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_after is not None:
@@ -325,10 +339,27 @@ def _artefacts(job: str, cache: Path) -> dict[str, str]:
             for p in sorted(cache.glob(_JOBS[job][1]))}
 
 
+def _unlisted_frames(out: Path) -> list[str]:
+    """Frames in ``out`` that results.json does not list, and listed ones that are missing."""
+    import json
+
+    if not out.exists():
+        return []
+    try:
+        listed = {Path(r["purified"]).name for r in json.loads((out / "results.json").read_text())}
+    except FileNotFoundError:
+        listed = set()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{out / 'results.json'}: unreadable ({exc})"]
+    return sorted(listed ^ {p.name for p in out.glob("*.png")})
+
+
 def interruptions(n: int, seed: int = 0) -> dict:
-    """SIGINT or SIGKILL at a random moment of victim and MAE training, then a rerun: the rerun
-    must end with the artefact an uninterrupted run makes, and the cache must hold no entry
-    that looks complete but is not (``cache.problems``)."""
+    """SIGINT or SIGKILL at a random moment of victim training, MAE training and `edgeguard
+    purify` over a folder, then a rerun: the rerun must end with the artefacts an uninterrupted
+    run makes, the cache must hold no entry that looks complete but is not
+    (``cache.problems``), and an interrupted purify must leave results.json listing exactly the
+    frames it wrote."""
     import signal
 
     from edgeguard import cache as edgeguard_cache
@@ -349,6 +380,8 @@ def interruptions(n: int, seed: int = 0) -> dict:
             status = _run_job(job, folder, float(rng.uniform(*_JOBS[job][2])), sig)
             damaged = [p for kind in folder.glob("*") for p in kind.glob("*")
                        if (p / edgeguard_cache.MANIFEST).exists() and edgeguard_cache.problems(p)]
+            if job == "purify":  # results.json must list exactly the frames written before the kill
+                damaged += _unlisted_frames(folder / "out")
             rerun = _run_job(job, folder, None, None)
             if damaged:
                 _record(row, "partial_outputs", f"{job} after {sig.name}: damaged entries {damaged}")
