@@ -292,6 +292,12 @@ def train_model(data: ImageDataset, config: TrainConfig = TrainConfig(), arch: O
     arch = arch or ("gaze_resnet18" if data.output is OutputKind.REGRESSION else "preact_resnet18")
     torch.manual_seed(config.seed)
     model = create_model(arch, num_outputs=data.num_classes, width=width)
+    channels = data.image_shape[-1]
+    if getattr(model.config, "in_channels", channels) != channels:  # grey data, colour default (or back)
+        mean, std = float(np.mean(model.config.mean)), float(np.mean(model.config.std))
+        torch.manual_seed(config.seed)
+        model = create_model(arch, num_outputs=data.num_classes, width=width, in_channels=channels,
+                             mean=(mean,) * channels, std=(std,) * channels)
     model.spec = spec_of(data)
     fit(model, data, config, checkpoint=checkpoint, progress=progress)
     return model.eval()

@@ -19,8 +19,8 @@ def test_fuzzed_inputs_end_in_a_result_or_a_typed_error(fuzz, n):
 
 
 @pytest.mark.slow
-def test_interrupted_training_resumes_to_the_uninterrupted_artefact():
+def test_interrupted_work_resumes_to_the_uninterrupted_artefact():
     from benchmarks.robustness import interruptions
 
-    row = interruptions(2, seed=3)  # one victim, one MAE run, each killed part-way and rerun
-    assert row["resumed"] == 2 and row["other_exceptions"] == row["partial_outputs"] == 0, row["examples"]
+    row = interruptions(3, seed=3)  # one victim, one MAE run, one purify run, each killed part-way and rerun
+    assert row["resumed"] == 3 and row["other_exceptions"] == row["partial_outputs"] == 0, row["examples"]

@@ -151,3 +151,29 @@ def test_no_cache_neither_resumes_nor_leaves_a_checkpoint():
     (folder / "checkpoint.pt").write_bytes(b"a stale checkpoint that must not be read")
     victim = get_victim(cfg, progress=False, use_cache=False)
     assert not victim.from_cache and [p.name for p in folder.iterdir()] == ["checkpoint.pt"]
+
+
+def test_an_attack_object_in_a_victim_config_is_refused_with_the_way_to_pass_it():
+    from edgeguard.attacks import get_attack
+    from edgeguard.bench.victims import VictimConfig
+    from edgeguard.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="attack_options"):
+        VictimConfig(attack=get_attack("badnets"))
+
+
+def test_train_model_trains_on_your_data_and_carries_its_spec():
+    from edgeguard.data import ImageDataset, make_gaze
+    from edgeguard.errors import InvalidArgumentError
+    from edgeguard.train import TrainConfig, predict, train_model
+
+    data = make_gaze(96, seed=5)
+    model = train_model(data, TrainConfig(epochs=1, batch_size=32), width=0.125, progress=False)
+    assert model.spec.input_shape == (1, 36, 60) and model.spec.output == "regression" and model.spec.outputs == 2
+    assert model.config.in_channels == 1 and not model.training
+    grey_classes = ImageDataset(data.images, np.arange(96) % 3, "classification")  # grey frames, colour default arch
+    classifier = train_model(grey_classes, TrainConfig(epochs=1, batch_size=32), width=0.125, progress=False)
+    assert classifier.config.in_channels == 1 and classifier.spec.input_shape == (1, 36, 60)
+    assert predict(classifier, data.images[:4]).shape == (4, 3)
+    with pytest.raises(InvalidArgumentError, match="fewer than one batch"):
+        train_model(data, TrainConfig(epochs=1, batch_size=128), progress=False)

@@ -226,7 +226,7 @@ def get_restorer(config: RestorerConfig = RestorerConfig(), finetune: Optional[R
                  images: Optional[np.ndarray] = None, progress: bool = True,
                  allow_training: bool = True, use_shipped: bool = True) -> MaskedAutoencoder:
     """The restorer for ``config``, pre-trained on photo crops, and with ``finetune`` and
-    ``images`` ((N, S, S, C) uint8 clean frames) fine-tuned on them. Each stage is cached,
+    ``images`` ((N, H, W, C) uint8 clean frames) fine-tuned on them. Each stage is cached,
     keyed by its configs (and a hash of the images), and found among the weights shipped
     with the package when they match; ``allow_training=False`` only loads
     (``CacheMissError`` when a stage is missing). The pre-trained stage is only loaded
