@@ -12,14 +12,22 @@ output file, never a changed input. Areas:
   shape, dtype and range);
 - ``files``: valid files truncated, garbled and emptied (PNG, JPEG, 16-bit PNG, ONNX,
   safetensors, sidecar JSON, npz, GTSRB annotations) through ``read_image``,
-  ``load_dataset``, ``load_engine``, ``load_model_weights`` and ``edgeguard purify``.
+  ``load_dataset``, ``load_engine``, ``load_model_weights``; ``cli_purify``: folders holding
+  a malformed image through ``edgeguard purify``;
+- ``cli_tools``: malformed weights and data through ``edgeguard scan``, a frame folder with a
+  bad image through ``edgeguard train-mae``, malformed ONNX through ``export/build_engine.py``
+  and malformed video through the camera sample (``samples/camera_purifier.py``);
+- ``probes``: the faults issue #18 names, replayed one by one (``benchmarks/probes.py``);
+- ``interruptions``: SIGINT/SIGKILL at random moments of victim training, MAE training and
+  ``edgeguard purify`` over a folder, then a rerun that must end as an uninterrupted run.
 
 Rows keyed area, cases, typed_errors, correct, other_exceptions, partial_outputs,
-inputs_changed, resumed (interruption cases are not part of this run yet: null), plus up to
-five examples of each failure kind.
+inputs_changed, wrong_results (a call that returned, but not what it promises), resumed
+(interruptions only, else null), plus up to five examples of each failure kind.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import tempfile
@@ -29,8 +37,8 @@ import numpy as np
 
 from benchmarks import common
 
-CASES = {"quick": {"frames": 10000, "files": 600, "interruptions": 9},
-         "full": {"frames": 50000, "files": 3000, "interruptions": 42}}
+CASES = {"quick": {"frames": 10000, "files": 600, "tools": 50, "interruptions": 9},
+         "full": {"frames": 50000, "files": 3000, "tools": 250, "interruptions": 42}}
 
 
 def _stand_ins():
@@ -58,7 +66,7 @@ def _stand_ins():
 
 def _tally(area: str) -> dict:
     return {"area": area, "cases": 0, "typed_errors": 0, "correct": 0, "other_exceptions": 0, "partial_outputs": 0,
-            "inputs_changed": 0, "resumed": None, "examples": []}
+            "inputs_changed": 0, "wrong_results": 0, "resumed": None, "examples": []}
 
 
 def _record(row: dict, outcome: str, detail: str = "") -> None:
@@ -109,7 +117,7 @@ def fuzz_frames(n: int, seed: int = 0) -> dict:
             result = call(frame)
             ok = (result.purified.shape[-3:] in ((32, 32, 3), (3, 32, 32)) and np.isfinite(result.outputs).all()
                   and len(result.prediction) >= 1)
-            _record(row, "correct" if ok else "other_exceptions", f"bad result for {_describe(frame)}")
+            _record(row, "correct" if ok else "wrong_results", f"bad result for {_describe(frame)}")
         except EdgeGuardError:
             _record(row, "typed_errors")
         except Exception as exc:  # the property under test
@@ -286,6 +294,123 @@ def fuzz_cli_purify(n: int, seed: int = 0) -> dict:
     return row
 
 
+def _tools(root: Path, files: dict[str, Path]) -> dict:
+    """tool -> (the valid input it fuzzes, argv with {input} and {case} to fill in, the outputs a
+    refused run must not leave, exit statuses that are results). Scan, train-mae and
+    build_engine.py run in this process; the camera sample in its own (a video decoder that
+    crashes on a malformed file must not take the campaign with it, and counts as a failure)."""
+    import sys as _sys
+
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from edgeguard.data import make_gaze
+    from edgeguard.data.loaders import save_npz
+    from edgeguard.deploy import export_restorer
+    from edgeguard.models import create_model
+
+    torch.manual_seed(0)
+    gaze = root / "gaze.safetensors"
+    save_file({k: v.contiguous() for k, v in create_model("gaze_resnet18", num_outputs=2, width=0.125)
+               .state_dict().items()}, str(gaze))
+    gaze_npz = save_npz(make_gaze(120, seed=3), root / "gaze.npz")
+    restorer = export_restorer(create_model("mae_tiny_patch4").eval(), root / "mae.onnx", (3, 32, 32))
+    video = root / "clip.mp4"
+    import cv2
+
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (64, 64))
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        writer.write(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    writer.release()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"frame{i}.png")
+    scan = ["scan", "--dataset", "gaze", "--width", "0.125", "--images", "100", "--steps", "2", "--quiet",
+            "--report", "{case}/report"]
+    camera = [_sys.executable, str(Path(__file__).resolve().parents[1] / "samples" / "camera_purifier.py"),
+              "--source", "{input}", "--model", str(files["onnx"]), "--restorer", str(restorer), "--headless",
+              "--max-frames", "3", "--early-exit", "0.5", "--out", "{case}/out"]
+    return {
+        "scan_weights": (gaze, [scan[0], "{input}", *scan[1:], "--data", str(gaze_npz)], ["report"], (0, 2, 3)),
+        "scan_data": (gaze_npz, [scan[0], str(gaze), *scan[1:], "--data", "{input}"], ["report"], (0, 2, 3)),
+        "train_mae": (files["png"], ["train-mae", "--steps", "2", "--finetune-on", "{case}/frames", "--finetune-steps",
+                                     "2", "--out", "{case}/mae.safetensors", "--quiet"], ["mae.safetensors"], (0, 2)),
+        "build_engine": (files["onnx"], ["{input}", "--backend", "onnxruntime", "-o", "{case}/out.ort.onnx"],
+                         ["out.ort.onnx", "out.ort.onnx.json"], (0, 2)),
+        "camera": (video, camera, ["out"], (0, 2)),
+    }
+
+
+def fuzz_cli_tools(n: int, seed: int = 0) -> dict:
+    """Malformed files through ``edgeguard scan`` (weights, data), ``edgeguard train-mae``
+    (a frame folder holding a bad image), ``export/build_engine.py`` (ONNX) and the camera
+    sample (video): exit 0 (3: a scan verdict) or 2, inputs unchanged, and a refused run leaves
+    none of its outputs."""
+    import importlib.util
+    import os
+    import shutil
+    import subprocess
+
+    from edgeguard.cli import main as cli
+
+    spec = importlib.util.spec_from_file_location("build_engine", Path(__file__).resolve().parents[1] / "export" /
+                                                  "build_engine.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    row = _tally("cli_tools")
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-tools-") as tmp:
+        root = Path(tmp)
+        previous = os.environ.get("EDGEGUARD_CACHE")
+        os.environ["EDGEGUARD_CACHE"] = str(root / "cache")  # train-mae caches its stages here, not in the user's
+        try:
+            tools = _tools(root / "valid", _valid_files(root / "valid"))
+            names = sorted(tools)
+            for i in range(n):
+                tool = names[i % len(names)]
+                source, argv, outputs, ok_status = tools[tool]
+                case = root / f"case{i}"
+                if tool == "train_mae":  # eleven good frames and one bad one
+                    (case / "frames").mkdir(parents=True)
+                    for j in range(11):
+                        shutil.copy(root / "valid" / f"frame{j}.png", case / "frames" / f"f{j}.png")
+                    target = case / "frames" / "bad.png"
+                else:
+                    case.mkdir()
+                    target = case / f"input{source.suffix}"
+                target.write_bytes(_mutate(source.read_bytes(), rng))
+                argv = [a.replace("{input}", str(target)).replace("{case}", str(case)) for a in argv]
+                before = {p: p.read_bytes() for p in case.rglob("*") if p.is_file()}
+                try:
+                    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                            contextlib.redirect_stderr(quiet):
+                        if tool == "camera":
+                            status = subprocess.run(argv, capture_output=True, timeout=300).returncode
+                        else:
+                            status = (build.main if tool == "build_engine" else cli)(argv)
+                    _record(row, "correct" if status in ok_status and status != 2 else
+                            "typed_errors" if status == 2 else "other_exceptions", f"{tool}: exit {status}")
+                    left = [name for name in outputs if (case / name).exists()]
+                    if status == 2 and left:
+                        _record(row, "partial_outputs", f"{tool}: exit 2 left {left}")
+                        row["cases"] -= 1
+                except BaseException as exc:  # main() must turn every error into an exit status
+                    _record(row, "other_exceptions", f"{tool}: {type(exc).__name__}: {exc}")
+                changed = [str(p.relative_to(case)) for p, data in before.items()
+                           if not p.exists() or p.read_bytes() != data]
+                if changed:
+                    _record(row, "inputs_changed", f"{tool}: {changed}")
+                    row["cases"] -= 1
+                shutil.rmtree(case)
+        finally:
+            if previous is None:
+                os.environ.pop("EDGEGUARD_CACHE", None)
+            else:
+                os.environ["EDGEGUARD_CACHE"] = previous
+    return row
+
+
 _JOBS = {
     # name -> (code, the files whose bytes an interrupted-then-rerun job must reproduce, the
     # window in seconds the kill falls in: both ends inside the job's run on 2 cores)
@@ -402,8 +527,10 @@ def main(argv=None) -> int:
     size = CASES[mode]
 
     def body() -> list[dict]:
+        from benchmarks.probes import run_probes
+
         rows = [fuzz_frames(size["frames"]), fuzz_files(size["files"]), fuzz_cli_purify(size["files"] // 20),
-                interruptions(size["interruptions"])]
+                fuzz_cli_tools(size["tools"]), run_probes(), interruptions(size["interruptions"])]
         for r in rows:
             print({k: v for k, v in r.items() if k != "examples"}, file=sys.stderr, flush=True)
             for example in r["examples"]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from edgeguard.errors import EdgeGuardError, InvalidArgumentError
+from edgeguard.fileio import check_writable, write_atomically
 
 
 def _parse_value(text: str) -> Any:
@@ -94,6 +95,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     if args.attack not in list_attacks() + ["none"]:
         raise InvalidArgumentError(f"unknown attack {args.attack!r}; choose one of {list_attacks() + ['none']}")
+    if args.json:
+        check_writable(args.json, "--json")
     names = (["none"] if args.with_clean and args.attack != "none" else []) + [args.attack]
     rows = []
     for name in names:
@@ -103,14 +106,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     print(format_table(rows, columns))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_atomically(args.json, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgeguard.bench.demo import run_demo
 
+    check_writable(args.out, "--out")
     run_demo(args.out, attack=args.attack, progress=not args.quiet, retrain=args.retrain)
     return 0
 
@@ -120,7 +123,7 @@ def cmd_train_mae(args: argparse.Namespace) -> int:
     from edgeguard.data.loaders import load_images
     from edgeguard.deploy import export_restorer
 
-    outputs = [Path(p).resolve() for p in (args.out, args.onnx) if p]
+    outputs = [check_writable(p, option) for p, option in ((args.out, "--out"), (args.onnx, "--onnx")) if p]
     if len(set(outputs)) < len(outputs):
         raise InvalidArgumentError("--out and --onnx name the same file; give each its own")
     frames = load_images(args.finetune_on) if args.finetune_on else None
@@ -169,6 +172,7 @@ def cmd_purify(args: argparse.Namespace) -> int:
 
     if args.batch < 1 or (args.threads is not None and args.threads < 1):
         raise InvalidArgumentError(f"--batch and --threads must be >= 1, got {args.batch}, {args.threads}")
+    check_writable(args.out, "--out", folder=True)
     engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
     purifier = Purifier(*engines, PurifierConfig(ssim_mode=args.ssim, seed=args.seed, early_exit=args.early_exit),
                         output=args.output_kind)
@@ -195,6 +199,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     inputs = [args.model, args.data, *(args.calibrate or [])]
     if args.repair and any(Path(args.repair).resolve() == Path(p).resolve() for p in inputs):
         raise InvalidArgumentError(f"--repair {args.repair} is one of the inputs; write the repaired weights elsewhere")
+    check_writable(args.report, "--report", folder=True)
+    if args.repair:
+        check_writable(args.repair, "--repair")
     spec = model_spec(VictimConfig(dataset=args.dataset))
     if Path(args.data).is_dir() and spec.output != "classification":
         raise InvalidArgumentError(

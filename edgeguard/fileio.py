@@ -7,7 +7,28 @@ import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from edgeguard.errors import InvalidArgumentError
+
 T = TypeVar("T")
+
+
+def check_writable(path: "str | Path", option: str, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written: ``path`` (a file, or with
+    ``folder`` a folder) must be one where it is, or be creatable under its nearest existing
+    folder, which must be writable. ``option`` names it in the message (e.g. ``--out``).
+    Creates nothing; returns the resolved path."""
+    path = Path(path).resolve()
+    if path.exists() and path.is_dir() != folder:
+        raise InvalidArgumentError(f"{option} {path} is {'a file' if folder else 'a folder'}; "
+                                   f"give {'a folder' if folder else 'a file name'}")
+    existing = path if folder and path.exists() else path.parent  # the folder written in
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidArgumentError(f"{option} {path}: {existing} is a file, so nothing can be written under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"{option} {path}: no permission to write in {existing}")
+    return path
 
 
 def write_atomically(path: "str | Path", write: Callable[[Path], T]) -> T:

@@ -90,8 +90,13 @@ def main(argv=None) -> int:
 
     from edgeguard.deploy import BuildConfig, build_engine
     from edgeguard.errors import EdgeGuardError
+    from edgeguard.fileio import check_writable
 
     try:
+        if args.out:
+            check_writable(args.out, "--out")
+        if args.dataset:
+            check_writable(args.out_dir, "--out-dir", folder=True)
         images = None
         if args.calibration:
             from edgeguard.data.loaders import load_dataset

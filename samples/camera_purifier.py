@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeguard.errors import EdgeGuardError, require
+from edgeguard.errors import EdgeGuardError, InvalidInputError, require
+from edgeguard.fileio import check_writable
 from edgeguard.purify import FrameStream, Purifier, PurifierConfig, StreamConfig
 from edgeguard.runtime import load_engine
 
@@ -103,14 +104,20 @@ def run(args) -> dict:
     purifier = Purifier(model, restorer, PurifierConfig(early_exit=args.early_exit))  # output kind from the model's spec
     stream = FrameStream(purifier, StreamConfig(warm_start=not args.cold))
     capture = open_source(cv2, args.source)
+    ok, pending = capture.read()
+    if not ok:  # an unreadable file opens on some OpenCV builds and yields nothing
+        capture.release()
+        raise InvalidInputError(f"no frame could be read from {args.source}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     writer, fps, stats = None, 0.0, {"frames": 0, "skipped": 0, "answers_changed": 0, "warm": 0}
     try:
         while args.max_frames is None or stats["frames"] < args.max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
+            frame, pending = pending, None
+            if frame is None:
+                ok, frame = capture.read()
+                if not ok:
+                    break
             t0 = time.perf_counter()
             try:
                 small = cv2.resize(frame, (side_w, side_h), interpolation=cv2.INTER_AREA)
@@ -172,6 +179,7 @@ def main(argv=None) -> int:
             p.error(f"--png-every and --max-frames must be >= 1, got {args.png_every}, {args.max_frames}")
         if args.early_exit is not None and not 0.0 <= args.early_exit < 1.0:
             p.error(f"--early-exit must be in [0, 1), got {args.early_exit}")
+        check_writable(args.out, "--out", folder=True)
         stats = run(args)
     except (EdgeGuardError, FileNotFoundError, RuntimeError) as exc:
         print(f"camera_purifier: error: {exc}", file=sys.stderr)

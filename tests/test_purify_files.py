@@ -7,7 +7,7 @@ from PIL import Image
 
 from edgeguard.errors import DataFormatError, InvalidArgumentError, InvalidInputError
 from edgeguard.purify import PurifyResult
-from edgeguard.fileio import write_atomically
+from edgeguard.fileio import check_writable, write_atomically
 from edgeguard.purify.files import check_output_folder, purify_files
 
 
@@ -106,3 +106,16 @@ def test_an_atomic_write_returns_what_the_writer_returned_and_honours_the_umask(
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").read_text() == "abc" and (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    assert check_writable(tmp_path / "new" / "deeper" / "out", "--out", folder=True) == tmp_path / "new" / "deeper" / "out"
+    assert check_writable(tmp_path / "file", "--json") == tmp_path / "file"  # an existing file may be replaced
+    for path, folder, message in ((tmp_path / "file" / "out", True, "is a file, so nothing"),
+                                  (tmp_path / "file", True, "is a file; give a folder"),
+                                  (tmp_path / "folder", False, "is a folder; give a file name")):
+        with pytest.raises(InvalidArgumentError, match=message):
+            check_writable(path, "--out", folder=folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]  # nothing created
