@@ -7,7 +7,10 @@ restorer is ``mae_tiny_patch4`` pre-trained on photo crops and fine-tuned on cle
 SynthSigns frames that no victim trained or is tested on (defense ``bdmae``); the
 photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 ``bdmae_photo_mae``; ``bdmae_early_exit`` is ``bdmae`` with the clean-frame early exit
-(not part of the published method). Classifier and restorer run as ONNX Runtime engines, the deployment
+and ``bdmae_calibrated`` is ``bdmae`` with the score gate that ``Purifier.calibrate`` sets at
+the 99th percentile over 200 clean test frames other than the evaluated ones (neither is part
+of the published method; the quantile was chosen on the badnets and blended_patch signs
+victims only). Classifier and restorer run as ONNX Runtime engines, the deployment
 path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
 engine calls per frame. Rows ``trigger:NAME`` (``held_out``) are triggers of our own design
@@ -38,6 +41,7 @@ BASELINES = ["none", "blur", "blur_strong", "shrinkpad", "shrinkpad_strong"]
 UNSEEN = ["centre_sticker", "soft_star", "roaming_noise"]
 # SynthGaze regression models with local triggers (the attack benchmark's gaze victims).
 GAZE_ATTACKS = ["badnets", "blended_patch"]
+CALIBRATION_QUANTILE = 0.99  # Purifier.calibrate's default; chosen on the signs badnets and blended_patch victims
 EVAL = {"quick": 200, "full": 500}  # clean and triggered frames per attack
 # bdmae_early_exit: frames whose stage-1 answers flip on at most 30% of the 25 masks keep
 # their answer (stages 2-3 skipped). On 100 frames of the badnets victim, clean frames had a
@@ -81,7 +85,8 @@ def _subset(n_total: int, n: int) -> np.ndarray:
 
 def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> list[dict]:
     """Rows for one victim: every baseline, and each BDMAE variant of ``variants`` (defense
-    name -> (restorer engine, PurifierConfig)), on the same clean and triggered frames.
+    name -> (restorer engine, PurifierConfig, whether to calibrate its score gate on other
+    clean test frames first)), on the same clean and triggered frames.
     Classifiers get ca / ba / asr, regression models clean_err_deg / attack_err_deg /
     asr_at_5deg (PatchCleanser, a certified classifier defense, only the former)."""
     from edgeguard.data.dataset import to_float_nchw
@@ -113,8 +118,12 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
         calls = (model_engine.samples - seen) / (len(ci) + len(bi))
         rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
-    for name, (restorer_engine, config) in variants.items():
+    for name, (restorer_engine, config, calibrated) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
+        if calibrated:  # on clean frames disjoint from the evaluated ones
+            others = np.setdiff1d(np.arange(len(test)), ci)
+            purifier = purifier.calibrate(to_float_nchw(test.images[others[_subset(len(others), n)]]),
+                                          CALIBRATION_QUANTILE)
         preds, seconds, calls = [], 0.0, np.zeros(2)
         for frames in (clean_x, bd_x):
             out = []
@@ -155,10 +164,11 @@ def main(argv=None) -> int:
         for i, (attack, all_to_all, config) in enumerate(cases):
             victim = get_victim(config)
             path = export_model(victim.model, workdir / f"{attack.replace(':', '-')}-{int(all_to_all)}.onnx")
-            variants = {"bdmae": (engines["bdmae"], PurifierConfig()),
-                        "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT))}
+            variants = {"bdmae": (engines["bdmae"], PurifierConfig(), False),
+                        "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT), False),
+                        "bdmae_calibrated": (engines["bdmae"], PurifierConfig(), True)}
             if i == 0:
-                variants["bdmae_photo_mae"] = (engines["bdmae_photo_mae"], PurifierConfig())
+                variants["bdmae_photo_mae"] = (engines["bdmae_photo_mae"], PurifierConfig(), False)
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
                 r = {"task": "signs", "attack": attack, "all_to_all": all_to_all,
                      **({"held_out": True} if attack.startswith("trigger:") else {}), **r}
@@ -172,8 +182,9 @@ def main(argv=None) -> int:
         for attack in GAZE_ATTACKS:
             victim = get_victim(victim_config(size, "gaze", attack))
             path = export_model(victim.model, workdir / f"gaze-{attack}.onnx")
-            variants = {"bdmae": (gaze_restorer, PurifierConfig()),
-                        "bdmae_early_exit": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT))}
+            variants = {"bdmae": (gaze_restorer, PurifierConfig(), False),
+                        "bdmae_early_exit": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
+                        "bdmae_calibrated": (gaze_restorer, PurifierConfig(), True)}
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
                 r = {"task": "gaze", "attack": attack, "all_to_all": False, **r}
                 print(r, file=sys.stderr, flush=True)
@@ -188,6 +199,7 @@ def main(argv=None) -> int:
         return results
 
     config = {"mode": mode, "eval_frames": n, "ort_threads": args.threads, "restorer_finetune_steps": FINETUNE.steps, "early_exit": EARLY_EXIT,
+              "calibration_quantile": CALIBRATION_QUANTILE,
               **size}
     record = common.run("purify", config, body, args.json, backend="onnxruntime-cpu")
     print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)

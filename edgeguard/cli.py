@@ -166,7 +166,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_purify(args: argparse.Namespace) -> int:
     from edgeguard.purify import Purifier, PurifierConfig
-    from edgeguard.purify.files import purify_files
+    from edgeguard.purify.files import check_output_folder, image_files, purify_files, read_frames
 
     from edgeguard.runtime import load_engine
 
@@ -176,6 +176,12 @@ def cmd_purify(args: argparse.Namespace) -> int:
     engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
     purifier = Purifier(*engines, PurifierConfig(ssim_mode=args.ssim, seed=args.seed, early_exit=args.early_exit),
                         output=args.output_kind)
+    if args.calibrate_on:
+        check_output_folder(Path(args.out), image_files(args.images))  # refused before the calibration's work
+        spec = purifier.model.spec
+        clean = read_frames(image_files(args.calibrate_on), channels=spec.input_shape[0] if spec is not None else 3)
+        purifier = purifier.calibrate(clean)
+        print(f"calibrated on {len(clean)} clean frames: score gate {purifier.config.score_gate:.3f}")
     records = purify_files(purifier, args.images, args.out, batch=args.batch)
     changed = sum(r["changed"] for r in records)
     print(f"purified {len(records)} frames ({changed} answers changed); wrote {args.out}/ and "
@@ -294,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-exit", type=float, default=None, metavar="SHARE",
                    help="not in BDMAE: return a frame unchanged when at most this share of the stage-1 "
                         "restorations moved its answer (about half the compute; see PurifierConfig.early_exit)")
+    p.add_argument("--calibrate-on", metavar="CLEAN", nargs="+",
+                   help="not in BDMAE: clean frames of the same camera or domain (files or folders, >= 100): a frame "
+                        "whose token scores stay within what 99%% of them reach keeps its answer "
+                        "(see Purifier.calibrate; most of faithful BDMAE's clean cost goes)")
     p.add_argument("--seed", type=int, default=33333)
     p.set_defaults(func=cmd_purify)
 

@@ -73,6 +73,18 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     # an exit share this high stops every frame after stage 1: nothing restored, 25 restorer calls
     assert all(r["restorer_calls"] == 25 and r["restored_fraction"] == 0 and not r["changed"] for r in fast)
     assert all(r["flip_share"] in {k / 25 for k in range(26)} for r in records)
+    # Calibrated on clean frames (at least 100 at the 99th percentile): the gate is printed and used.
+    many = tmp_path / "clean"
+    many.mkdir()
+    for i in range(100):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(many / f"c{i:03d}.png")
+    purify = ["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"), str(frames)]
+    assert main([*purify, "--out", str(tmp_path / "few"), "--calibrate-on", str(frames)]) == 2
+    assert "at least 100 clean frames" in capsys.readouterr().err and not (tmp_path / "few").exists()
+    assert main([*purify, "--out", str(tmp_path / "gated"), "--calibrate-on", str(many), "--threads", "1"]) == 0
+    assert "calibrated on 100 clean frames: score gate" in capsys.readouterr().out
+    gated = json.loads((tmp_path / "gated" / "results.json").read_text())
+    assert [r["original_prediction"] for r in gated] == [r["original_prediction"] for r in records]
     # Bad input: a missing folder and a frame of another size.
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),
                  str(tmp_path / "nowhere")]) == 2

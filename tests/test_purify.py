@@ -123,6 +123,44 @@ def test_early_exit_skips_frames_stage1_finds_clean(setup):
         PurifierConfig(early_exit=1.0)
 
 
+def test_a_score_gate_keeps_frames_whose_scores_stay_under_it_and_leaves_the_rest_faithful(setup):
+    clean, triggered, restorer = setup
+    mixed = np.concatenate([clean, triggered])
+    faithful = Purifier(ScriptedModel(), restorer)(mixed)
+    highest = faithful.token_scores.reshape(len(mixed), -1).max(axis=1)
+    gate = float(np.median(highest[len(clean):]))  # half the triggered frames fall under it
+    gated = Purifier(ScriptedModel(), restorer, PurifierConfig(score_gate=gate))(mixed)
+    under = highest <= gate
+    assert 0 < under[len(clean):].sum() < len(triggered)
+    np.testing.assert_array_equal(gated.purified[under], mixed[under])
+    assert not gated.pixel_mask[under].any()
+    np.testing.assert_array_equal(gated.prediction[under], gated.original_prediction[under])
+    np.testing.assert_array_equal(gated.purified[~under], faithful.purified[~under])
+    np.testing.assert_array_equal(gated.prediction[~under], faithful.prediction[~under])
+    assert gated.model_calls == 47 - under.mean()  # no final query for a kept frame
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(InvalidArgumentError, match="score_gate"):
+            PurifierConfig(score_gate=bad)
+
+
+def test_calibration_sets_the_gate_at_a_quantile_of_the_clean_frames_highest_scores(setup):
+    clean, triggered, restorer = setup
+    more, _ = _frames(10, seed=5)
+    restorer = OracleRestorer({**restorer.clean_of, **{c.tobytes(): c for c in more}})
+    purifier = Purifier(ScriptedModel(), restorer, PurifierConfig(early_exit=0.2))
+    calibrated = purifier.calibrate(more, quantile=0.9)
+    faithful = Purifier(ScriptedModel(), restorer)(more)
+    expected = np.quantile(faithful.token_scores.reshape(10, -1).max(axis=1), 0.9)
+    assert calibrated.config.score_gate == pytest.approx(expected, abs=1e-12)
+    assert calibrated.config.early_exit == 0.2 and purifier.config.score_gate is None  # a new purifier
+    result = calibrated(np.concatenate([clean, triggered]))
+    np.testing.assert_array_equal(result.prediction, ScriptedModel()(np.concatenate([clean, clean])).argmax(1))
+    with pytest.raises(InvalidInputError, match="at least 10 clean frames"):
+        purifier.calibrate(more[:9], quantile=0.9)
+    with pytest.raises(InvalidArgumentError, match="quantile"):
+        purifier.calibrate(more, quantile=1.0)
+
+
 def test_uint8_frames_round_trip(setup):
     clean, triggered, _ = setup
     frames = np.clip(triggered.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)

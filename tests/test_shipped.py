@@ -90,3 +90,18 @@ def test_a_damaged_shipped_file_is_refused_by_name(tmp_path):
 def test_a_missing_manifest_means_nothing_ships(tmp_path):
     assert shipped.manifest(tmp_path) == {"entries": []}
     assert shipped.find("victims", "0" * 16, tmp_path) is None
+
+
+def test_the_demo_runs_on_the_shipped_models_and_prints_each_defense(tmp_path, monkeypatch, capsys):
+    """`make demo` at a few frames: every row printed, figures in range, the PNG written, and the
+    gate calibrated on frames other than the ones shown."""
+    from edgeguard.bench.demo import run_demo
+
+    monkeypatch.setenv("EDGEGUARD_CACHE", str(tmp_path / "cache"))
+    report = run_demo(tmp_path / "demo.png", frames=8, batch=8, progress=False)
+    out = capsys.readouterr().out
+    for row in ("no defense", "BDMAE ", "BDMAE + clean gate"):
+        assert f"\n  {row}" in out, out
+    assert report["none"]["asr"] >= 0.75 and report["bdmae"]["asr"] <= 0.25  # the backdoor works; BDMAE removes it
+    assert report["bdmae_calibrated"]["ca"] >= report["bdmae"]["ca"] and report["bdmae_calibrated"]["score_gate"] > 0
+    assert (tmp_path / "demo.png").stat().st_size > 10_000

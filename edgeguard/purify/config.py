@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from edgeguard import kernels
 from edgeguard.errors import InvalidArgumentError
 
@@ -34,6 +36,11 @@ class PurifierConfig:
             unchanged, skipping refinement and purification (0.0: exit only when no
             restoration moved the answer). Not in BDMAE; it trades a little robustness to
             triggers that few masks remove for clean accuracy and about half the compute.
+        score_gate: None (faithful) or a token score: frames whose highest combined token
+            score after refinement is at or below it keep their input and answer (no token
+            looks like a trigger). Not in BDMAE; set it with ``Purifier.calibrate`` from the
+            user's clean frames (the score's 99th percentile over them), which is where
+            faithful BDMAE's per-frame clean cost goes (docs/decisions.md).
         seed: mask randomness; every image uses the same stream, so results do not depend
             on batch composition (official seed 33333).
         max_batch: largest batch sent to an engine at once (memory bound only).
@@ -55,6 +62,7 @@ class PurifierConfig:
     ssim_border: str = "replicate"
     tolerance_deg: float = 5.0
     early_exit: Optional[float] = None
+    score_gate: Optional[float] = None
     seed: int = 33333
     max_batch: int = 512
 
@@ -71,6 +79,8 @@ class PurifierConfig:
             raise InvalidArgumentError(f"ssim_mode in {kernels.MODES}, ssim_border in {kernels.BORDERS}")
         if self.early_exit is not None and not 0.0 <= self.early_exit < 1.0:
             raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
+        if self.score_gate is not None and not (np.isfinite(self.score_gate) and self.score_gate >= 0.0):
+            raise InvalidArgumentError(f"score_gate must be None or a finite score >= 0, got {self.score_gate}")
         if self.max_batch < 1 or self.refine_steps < 0 or self.cap_steps < 0:
             raise InvalidArgumentError(f"max_batch must be >= 1, refine_steps and cap_steps >= 0, got "
                                        f"{self.max_batch}, {self.refine_steps}, {self.cap_steps}")
