@@ -37,6 +37,8 @@ def as_nchw(frames: np.ndarray) -> tuple[np.ndarray, str]:
         x = x[None]
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise InvalidInputError(f"float frames must be (N, C, H, W) or (C, H, W) with C 1 or 3, got {x.shape}")
+    if x.size == 0:
+        raise InvalidInputError(f"frames are empty: shape {x.shape}")
     if not np.isfinite(x).all() or x.min() < -1e-3 or x.max() > 1 + 1e-3:
         raise InvalidInputError("float frames must be finite and in [0, 1]")
     return np.ascontiguousarray(x, dtype=np.float32), "float"
