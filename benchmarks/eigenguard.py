@@ -112,6 +112,7 @@ def _cached_model(kind: str, key: str, model, train) -> float:
         except Exception as exc:  # safetensors, torch and json each raise their own types
             cache.discard(folder, f"cannot load it: {exc}")
     seconds = train()
+    cache.entry_dir(kind, key, create=True)
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     write_atomically(folder / "model.safetensors", lambda tmp: save_file(weights, str(tmp)))
     write_atomically(folder / "info.json", lambda tmp: tmp.write_text(json.dumps({"train_seconds": seconds})))

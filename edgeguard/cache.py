@@ -62,10 +62,12 @@ def config_key(*configs: Any, version: str = "1") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def entry_dir(kind: str, key: str) -> Path:
-    """Folder for one cached artefact, e.g. ``entry_dir("victims", key)``."""
+def entry_dir(kind: str, key: str, create: bool = False) -> Path:
+    """Folder for one cached artefact, e.g. ``entry_dir("victims", key)``; made with
+    ``create`` (when something is about to be written), so a lookup leaves no empty folder."""
     path = cache_root() / kind / key
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

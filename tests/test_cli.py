@@ -282,7 +282,7 @@ def test_cache_list_verify_and_clear(tmp_path, monkeypatch, capsys):
     from edgeguard import cache
 
     monkeypatch.setenv("EDGEGUARD_CACHE", str(tmp_path / "cache"))
-    good, bad = cache.entry_dir("victims", "a" * 16), cache.entry_dir("restorers", "b" * 16)
+    good, bad = cache.entry_dir("victims", "a" * 16, create=True), cache.entry_dir("restorers", "b" * 16, create=True)
     for folder in (good, bad):
         (folder / "w.bin").write_bytes(b"x" * 2048)
         cache.seal(folder, ["w.bin"])

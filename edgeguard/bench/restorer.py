@@ -207,6 +207,7 @@ def _cached(key: str, arch: str, train, allowed: bool = True, use_shipped: bool 
         raise CacheMissError(f"no cached restorer (key {key}) in {folder.parent}: train it with get_restorer(...) "
                              "or `edgeguard train-mae`")
     log.info("training the MAE restorer; it will be cached in %s", folder)
+    cache.entry_dir("restorers", key, create=True)
     mae = train(folder / "checkpoint.pt")  # an interrupted run resumes from it
     weights = {k: v.contiguous() for k, v in mae.state_dict().items()}
     write_atomically(folder / "mae.safetensors", lambda tmp: save_file(weights, str(tmp)))

@@ -254,6 +254,8 @@ def get_victim(config: VictimConfig, progress: bool = True, use_cache: bool = Tr
         raise CacheMissError(f"no cached victim for {config.dataset}/{config.attack} (key {key}) in {folder.parent}: "
                              "train it with get_victim(config) or `edgeguard attack`")
     log.info("training victim %s (cache key %s)", config, key)
+    if use_cache:
+        cache.entry_dir("victims", key, create=True)
     poisoned, hook = poisoned_training_set(config, attack, train, progress, use_cache)
     data = poisoned.data
     # --no-cache trains from scratch: it neither resumes nor leaves a checkpoint behind.
