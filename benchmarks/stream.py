@@ -10,7 +10,9 @@ flicker; in half the shots the BadNets sticker appears part-way and drifts up to
 undefended model obeys it at its own place and partly one pixel off). The
 model is the demo's BadNets classifier, the restorer the demo's tiny MAE (4-px tokens),
 both exported to ONNX. Frames go through one at a time, as from a camera. Rows keyed mode
-(none, faithful, warm_start, early_exit, warm_start+early_exit), backend, fps, ca (clean
+(none, faithful, warm_start, early_exit, warm_start+early_exit, and with "+gate" the score gate
+of ``Purifier.calibrate`` measured on 100 frames of a second, trigger-free video of other test
+scenes from the same camera model: noise and flicker included), backend, fps, ca (clean
 frames), ba and asr (triggered frames), with the engine calls per frame and the share of
 warm-started frames. At --size 224 the models have random weights (ViT-B/16 MAE layout,
 a PreAct-ResNet-18 classifier): fps only, ca/ba/asr are null.
@@ -34,12 +36,15 @@ EARLY_EXIT = 0.3
 
 
 def modes():
+    """mode -> (PurifierConfig, StreamConfig, whether the score gate is calibrated first)."""
     from edgeguard.purify import PurifierConfig, StreamConfig
 
     cold = StreamConfig(warm_start=False)
-    return {"faithful": (PurifierConfig(), cold), "warm_start": (PurifierConfig(), StreamConfig()),
-            "early_exit": (PurifierConfig(early_exit=EARLY_EXIT), cold),
-            "warm_start+early_exit": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig())}
+    return {"faithful": (PurifierConfig(), cold, False), "warm_start": (PurifierConfig(), StreamConfig(), False),
+            "early_exit": (PurifierConfig(early_exit=EARLY_EXIT), cold, False),
+            "warm_start+early_exit": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), False),
+            "faithful+gate": (PurifierConfig(), cold, True),
+            "warm_start+early_exit+gate": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), True)}
 
 
 def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
@@ -68,7 +73,10 @@ def _video_32(size: dict):
     victim, mae = demo_models()
     bd = victim.backdoor
     video = make_trigger_video(victim.test.images[bd.index], bd.images, bd.labels, seed=7, **size)
-    return victim.model, mae, video, int(victim.attack.target_)
+    others = victim.test.images[np.setdiff1d(np.arange(len(victim.test)), bd.index)]  # scenes the video never shows
+    calibration = make_trigger_video(others, others, np.zeros(len(others), np.int64), shots=10, frames_per_shot=10,
+                                     seed=8).frames
+    return victim.model, mae, video, int(victim.attack.target_), calibration
 
 
 def _video_224(size: dict):
@@ -81,10 +89,10 @@ def _video_224(size: dict):
     triggered = clean.copy()
     triggered[:, -40:-8, -40:-8] = 255
     video = make_trigger_video(clean, triggered, np.zeros(8, np.int64), seed=7, **size)
-    return create_model("preact_resnet18", num_outputs=43), create_model("mae_vit_base_patch16"), video, None
+    return create_model("preact_resnet18", num_outputs=43), create_model("mae_vit_base_patch16"), video, None, None
 
 
-def run_modes(purifier_for, video, target) -> list[dict]:
+def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
     from edgeguard.data.dataset import to_float_nchw
     from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
@@ -92,16 +100,19 @@ def run_modes(purifier_for, video, target) -> list[dict]:
     triggered = video.triggered
     # One frame through the faithful mode first, so that no row pays for creating the engines'
     # sessions (which the first Purifier or the first call would otherwise do inside the timing).
-    config, stream_config = modes()["faithful"]
+    config, stream_config, _ = modes()["faithful"]
     list(purifier_for(config).stream(video.frames[:1], stream_config))
-    for mode, (config, stream_config) in {"none": (None, None), **modes()}.items():
+    for mode, (config, stream_config, gated) in {"none": (None, None, False), **modes()}.items():
+        if gated and calibration is None:
+            continue  # 224 px: random weights, nothing to calibrate on
+        purifier = purifier_for(config).calibrate(calibration) if gated else None  # a one-off, not timed
         t0 = time.perf_counter()
         if config is None:
             engine = purifier_for(None).model
             pred = np.concatenate([engine(to_float_nchw(f[None])).argmax(1) for f in video.frames])
             calls, warm = (1.0, 0.0), 0.0
         else:
-            results = list(purifier_for(config).stream(video.frames, stream_config))
+            results = list((purifier or purifier_for(config)).stream(video.frames, stream_config))
             pred = np.concatenate([r.prediction for r in results])
             calls = (np.mean([r.model_calls for r in results]), np.mean([r.restorer_calls for r in results]))
             warm = float(np.mean([r.warm_started[0] for r in results]))
@@ -133,17 +144,17 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        model, mae, video, target = (_video_32 if args.size == 32 else _video_224)(size)
+        model, mae, video, target, calibration = (_video_32 if args.size == 32 else _video_224)(size)
         shape = (3, args.size, args.size)
         with tempfile.TemporaryDirectory(prefix="edgeguard-stream-") as tmp:
             engines = _engines(args.backend, Path(tmp), model.eval(), mae.eval(), shape, args.threads)
             rows = run_modes(lambda config: Purifier(*engines, config) if config else Purifier(*engines),
-                             video, target)
+                             video, target, calibration)
         return [{**r, "backend": args.backend, "size": args.size} for r in rows]
 
     config = {"mode": "quick" if args.quick else "full", **size, "early_exit": EARLY_EXIT, "size": args.size,
-              "threads": args.threads, "stream_modes": {k: {"purifier": vars(c), "stream": vars(s)}
-                                                        for k, (c, s) in modes().items()}}
+              "threads": args.threads, "stream_modes": {k: {"purifier": vars(c), "stream": vars(s), "gate": g}
+                                                        for k, (c, s, g) in modes().items()}}
     record = common.run("stream", config, body, args.json, backend=args.backend)
     print(f"wrote {args.json} in {record['seconds']:.0f} s", file=sys.stderr)
     return 0

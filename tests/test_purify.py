@@ -297,6 +297,16 @@ def test_warm_start_builds_on_the_previous_frame_and_still_removes_the_trigger(s
     assert not np.array_equal(results[1].stage1_scores[1], results[2].stage1_scores[1])
 
 
+def test_the_score_gate_leaves_warm_started_frames_alone(setup):
+    clean, triggered, restorer = setup
+    truth = ScriptedModel()(clean[:1]).argmax(1)[0]
+    gate_everything = Purifier(ScriptedModel(), restorer, PurifierConfig(score_gate=1e9))
+    results = _stream(gate_everything, np.repeat(triggered[:1], 3, axis=0))
+    assert [bool(r.warm_started[0]) for r in results] == [False, True, True]
+    assert results[0].prediction[0] == 0 and not results[0].changed[0]  # cold: gated, the trigger's answer kept
+    assert all(r.prediction[0] == truth for r in results[1:])  # warm: purified as without a gate
+
+
 def test_a_scene_cut_or_an_appearing_trigger_makes_the_frame_cold(setup):
     clean, triggered, restorer = setup
     purifier = Purifier(ScriptedModel(), restorer)

@@ -258,7 +258,9 @@ class Purifier:
             i = np.flatnonzero(active)
             score[i], purified[i], restored_px[i] = self._refine_and_purify(
                 x[i], image_score[i], label_score[i], reference[i], grid, pix2tok, steps)
-            if cfg.score_gate is not None:  # no token scores like a trigger: keep the frame
+            # No token scores like a trigger: keep the frame. The gate was measured on the full
+            # method; a warm-started frame (fewer masks and steps) scores lower, so it is not gated.
+            if cfg.score_gate is not None and not warm_started:
                 quiet = i[score[i].max(axis=1) <= cfg.score_gate]
                 purified[quiet], restored_px[quiet] = x[quiet], False
                 i = np.setdiff1d(i, quiet)

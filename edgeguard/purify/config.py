@@ -40,7 +40,9 @@ class PurifierConfig:
             score after refinement is at or below it keep their input and answer (no token
             looks like a trigger). Not in BDMAE; set it with ``Purifier.calibrate`` from the
             user's clean frames (the score's 99th percentile over them), which is where
-            faithful BDMAE's per-frame clean cost goes (docs/decisions.md).
+            faithful BDMAE's per-frame clean cost goes (docs/decisions.md). Frames that
+            ``Purifier.stream`` warm-starts are not gated: their scores come from fewer masks
+            and steps, and gating them let triggered frames through (benchmarks/stream.py).
         seed: mask randomness; every image uses the same stream, so results do not depend
             on batch composition (official seed 33333).
         max_batch: largest batch sent to an engine at once (memory bound only).
