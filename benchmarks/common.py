@@ -3,17 +3,33 @@ of shared/DESIGN.md: {"benchmark", "machine", "config", "results", "seconds"}.""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 # x86 "flags" and aarch64 "Features" (Jetson Orin: asimd, asimddp; bf16/i8mm/sve on newer cores)
 _ISA_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile",
               "asimd", "asimddp", "bf16", "i8mm", "sve", "sve2"}
+
+
+@contextlib.contextmanager
+def private_cache(folder: Path) -> Iterator[Path]:
+    """EDGEGUARD_CACHE pointed at ``folder`` for the duration, so a benchmark's training
+    touches nothing of the user's cache; the previous value is restored after."""
+    previous = os.environ.get("EDGEGUARD_CACHE")
+    os.environ["EDGEGUARD_CACHE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop("EDGEGUARD_CACHE", None)
+        else:
+            os.environ["EDGEGUARD_CACHE"] = previous
 
 
 def cpu_and_isa(cpuinfo: str, default: str) -> tuple[str, list[str]]:

@@ -15,13 +15,14 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from benchmarks.common import private_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -555,31 +556,23 @@ def run_probes(names=None, progress: Callable[[str], None] = lambda line: None) 
 
     row = {"area": "probes", "cases": 0, "typed_errors": 0, "correct": 0, "other_exceptions": 0,
            "partial_outputs": 0, "inputs_changed": 0, "wrong_results": 0, "resumed": None, "examples": []}
-    with tempfile.TemporaryDirectory(prefix="edgeguard-probes-") as tmp:
-        root = Path(tmp)
-        previous = os.environ.get("EDGEGUARD_CACHE")
-        os.environ["EDGEGUARD_CACHE"] = str(root / "cache")  # nothing of the user's cache is touched
-        try:
-            setup = Setup(root / "shared")
-            for name in names or PROBES:
-                case = root / name
-                case.mkdir()
-                try:
-                    outcome, detail = PROBES[name](setup, case), ""
-                except Misbehaved as exc:
-                    outcome, detail = exc.outcome, str(exc)
-                except EdgeGuardError as exc:
-                    outcome, detail = "wrong_results", f"unexpected {type(exc).__name__}: {exc}"
-                except Exception as exc:  # noqa: BLE001 - the property under test
-                    outcome, detail = "other_exceptions", f"{type(exc).__name__}: {exc}"
-                row["cases"] += 1
-                row[outcome] += 1
-                if detail:
-                    row["examples"].append(f"{name}: {outcome}: {detail}"[:300])
-                progress(f"{name}: {outcome}")
-        finally:
-            if previous is None:
-                os.environ.pop("EDGEGUARD_CACHE", None)
-            else:
-                os.environ["EDGEGUARD_CACHE"] = previous
+    with tempfile.TemporaryDirectory(prefix="edgeguard-probes-") as tmp, private_cache(Path(tmp) / "cache"):
+        root = Path(tmp)  # the cache inside: nothing of the user's is touched
+        setup = Setup(root / "shared")
+        for name in names or PROBES:
+            case = root / name
+            case.mkdir()
+            try:
+                outcome, detail = PROBES[name](setup, case), ""
+            except Misbehaved as exc:
+                outcome, detail = exc.outcome, str(exc)
+            except EdgeGuardError as exc:
+                outcome, detail = "wrong_results", f"unexpected {type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - the property under test
+                outcome, detail = "other_exceptions", f"{type(exc).__name__}: {exc}"
+            row["cases"] += 1
+            row[outcome] += 1
+            if detail:
+                row["examples"].append(f"{name}: {outcome}: {detail}"[:300])
+            progress(f"{name}: {outcome}")
     return row

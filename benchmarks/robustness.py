@@ -360,54 +360,47 @@ def fuzz_cli_tools(n: int, seed: int = 0) -> dict:
     spec.loader.exec_module(build)
     row = _tally("cli_tools")
     rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-tools-") as tmp:
+    # train-mae caches its stages in the temporary folder, not in the user's cache
+    with tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-tools-") as tmp, common.private_cache(Path(tmp) / "cache"):
         root = Path(tmp)
-        previous = os.environ.get("EDGEGUARD_CACHE")
-        os.environ["EDGEGUARD_CACHE"] = str(root / "cache")  # train-mae caches its stages here, not in the user's
-        try:
-            tools = _tools(root / "valid", _valid_files(root / "valid"))
-            names = sorted(tools)
-            for i in range(n):
-                tool = names[i % len(names)]
-                source, argv, outputs, ok_status = tools[tool]
-                case = root / f"case{i}"
-                if tool == "train_mae":  # eleven good frames and one bad one
-                    (case / "frames").mkdir(parents=True)
-                    for j in range(11):
-                        shutil.copy(root / "valid" / f"frame{j}.png", case / "frames" / f"f{j}.png")
-                    target = case / "frames" / "bad.png"
-                else:
-                    case.mkdir()
-                    target = case / f"input{source.suffix}"
-                target.write_bytes(_mutate(source.read_bytes(), rng))
-                argv = [a.replace("{input}", str(target)).replace("{case}", str(case)) for a in argv]
-                before = {p: p.read_bytes() for p in case.rglob("*") if p.is_file()}
-                try:
-                    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
-                            contextlib.redirect_stderr(quiet):
-                        if tool == "camera":
-                            status = subprocess.run(argv, capture_output=True, timeout=300).returncode
-                        else:
-                            status = (build.main if tool == "build_engine" else cli)(argv)
-                    _record(row, "correct" if status in ok_status and status != 2 else
-                            "typed_errors" if status == 2 else "other_exceptions", f"{tool}: exit {status}")
-                    left = [name for name in outputs if (case / name).exists()]
-                    if status == 2 and left:
-                        _record(row, "partial_outputs", f"{tool}: exit 2 left {left}")
-                        row["cases"] -= 1
-                except BaseException as exc:  # main() must turn every error into an exit status
-                    _record(row, "other_exceptions", f"{tool}: {type(exc).__name__}: {exc}")
-                changed = [str(p.relative_to(case)) for p, data in before.items()
-                           if not p.exists() or p.read_bytes() != data]
-                if changed:
-                    _record(row, "inputs_changed", f"{tool}: {changed}")
-                    row["cases"] -= 1
-                shutil.rmtree(case)
-        finally:
-            if previous is None:
-                os.environ.pop("EDGEGUARD_CACHE", None)
+        tools = _tools(root / "valid", _valid_files(root / "valid"))
+        names = sorted(tools)
+        for i in range(n):
+            tool = names[i % len(names)]
+            source, argv, outputs, ok_status = tools[tool]
+            case = root / f"case{i}"
+            if tool == "train_mae":  # eleven good frames and one bad one
+                (case / "frames").mkdir(parents=True)
+                for j in range(11):
+                    shutil.copy(root / "valid" / f"frame{j}.png", case / "frames" / f"f{j}.png")
+                target = case / "frames" / "bad.png"
             else:
-                os.environ["EDGEGUARD_CACHE"] = previous
+                case.mkdir()
+                target = case / f"input{source.suffix}"
+            target.write_bytes(_mutate(source.read_bytes(), rng))
+            argv = [a.replace("{input}", str(target)).replace("{case}", str(case)) for a in argv]
+            before = {p: p.read_bytes() for p in case.rglob("*") if p.is_file()}
+            try:
+                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                        contextlib.redirect_stderr(quiet):
+                    if tool == "camera":
+                        status = subprocess.run(argv, capture_output=True, timeout=300).returncode
+                    else:
+                        status = (build.main if tool == "build_engine" else cli)(argv)
+                _record(row, "correct" if status in ok_status and status != 2 else
+                        "typed_errors" if status == 2 else "other_exceptions", f"{tool}: exit {status}")
+                left = [name for name in outputs if (case / name).exists()]
+                if status == 2 and left:
+                    _record(row, "partial_outputs", f"{tool}: exit 2 left {left}")
+                    row["cases"] -= 1
+            except BaseException as exc:  # main() must turn every error into an exit status
+                _record(row, "other_exceptions", f"{tool}: {type(exc).__name__}: {exc}")
+            changed = [str(p.relative_to(case)) for p, data in before.items()
+                       if not p.exists() or p.read_bytes() != data]
+            if changed:
+                _record(row, "inputs_changed", f"{tool}: {changed}")
+                row["cases"] -= 1
+            shutil.rmtree(case)
     return row
 
 
