@@ -44,6 +44,23 @@ def test_camera_sample_headless_on_a_generated_clip(tmp_path):
     ok, frame = annotated.read()
     assert ok and frame.shape == (256, 256, 3) and frame.std() > 0
     annotated.release()
+    assert summary["score_gate"] is None  # no gate unless calibrated
+
+    # --calibrate-on: trigger-free footage sets the score gate; too little of it is refused first.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for folder, count in (("clean", 100), ("few", 5)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            cv2.imwrite(str(tmp_path / folder / f"c{i:03d}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    common = ["--source", tmp_path / "clip.mp4", "--model", model, "--restorer", mae, "--headless", "--max-frames", 4]
+    res = _run(*common, "--calibrate-on", tmp_path / "clean", "--out", tmp_path / "gated")
+    assert res.returncode == 0, res.stderr
+    gated = json.loads((tmp_path / "gated" / "summary.json").read_text())
+    assert gated["frames"] == 4 and gated["score_gate"] > 0
+    res = _run(*common, "--calibrate-on", tmp_path / "few", "--out", tmp_path / "refused")
+    assert res.returncode == 2 and "at least 100 clean frames" in res.stderr and not (tmp_path / "refused").exists()
 
 
 def test_camera_sample_errors_are_clear(tmp_path):
