@@ -35,7 +35,8 @@ class Misbehaved(Exception):
         self.outcome = outcome
 
 
-def _script(path: str):
+def script_main(path: str):
+    """The ``main`` of a script in the repository (e.g. ``export/build_engine.py``), loaded by path."""
     spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -177,14 +178,14 @@ def purify_same_name_in_two_folders(s: Setup, tmp: Path) -> str:
 
 
 def build_engine_onto_its_source(s: Setup, tmp: Path) -> str:
-    main = _script("export/build_engine.py")
+    main = script_main("export/build_engine.py")
     source = tmp / "m.onnx"
     source.write_bytes(s.model.read_bytes())
     return _refused(main, [source, "--backend", "onnxruntime", "-o", source], "would replace its source", tmp)
 
 
 def build_int8_engine_onto_its_source(s: Setup, tmp: Path) -> str:
-    main = _script("export/build_engine.py")
+    main = script_main("export/build_engine.py")
     source = tmp / "m.onnx"
     source.write_bytes(s.model.read_bytes())
     (tmp / "cal.npz").write_bytes(s.signs_data.read_bytes())
@@ -382,7 +383,7 @@ def train_mae_out_under_a_file(s: Setup, tmp: Path) -> str:
 
 
 def camera_png_every_zero(s: Setup, tmp: Path) -> str:
-    return _refused(_script("samples/camera_purifier.py"), ["--source", tmp / "clip.mp4", "--headless", "--out",
+    return _refused(script_main("samples/camera_purifier.py"), ["--source", tmp / "clip.mp4", "--headless", "--out",
                                                             tmp / "out", "--png-every", "0"], "must be >= 1", tmp)
 
 

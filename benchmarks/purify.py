@@ -8,9 +8,9 @@ SynthSigns frames that no victim trained or is tested on (defense ``bdmae``); th
 photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 ``bdmae_photo_mae``; ``bdmae_early_exit`` is ``bdmae`` with the clean-frame early exit
 and ``bdmae_calibrated`` is ``bdmae`` with the score gate that ``Purifier.calibrate`` sets at
-the 99th percentile over 200 clean test frames other than the evaluated ones (neither is part
-of the published method; the quantile was chosen on the badnets and blended_patch signs
-victims only). Classifier and restorer run as ONNX Runtime engines, the deployment
+the 99th percentile over 200 clean test frames other than the evaluated ones, and
+``bdmae_early_exit_calibrated`` both (none is part of the published method; the quantile was
+chosen on the badnets and blended_patch signs victims only). Classifier and restorer run as ONNX Runtime engines, the deployment
 path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
 engine calls per frame. Rows ``trigger:NAME`` (``held_out``) are triggers of our own design
@@ -21,6 +21,7 @@ baseline of BDMAE's comparison.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -118,12 +119,16 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
         calls = (model_engine.samples - seen) / (len(ci) + len(bi))
         rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
+    gates = {}  # restorer engine -> the gate calibrated with it (calibration ignores early_exit)
     for name, (restorer_engine, config, calibrated) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
         if calibrated:  # on clean frames disjoint from the evaluated ones
-            others = np.setdiff1d(np.arange(len(test)), ci)
-            purifier = purifier.calibrate(to_float_nchw(test.images[others[_subset(len(others), n)]]),
-                                          CALIBRATION_QUANTILE)
+            if id(restorer_engine) not in gates:
+                others = np.setdiff1d(np.arange(len(test)), ci)
+                gates[id(restorer_engine)] = purifier.calibrate(
+                    to_float_nchw(test.images[others[_subset(len(others), n)]]), CALIBRATION_QUANTILE).config.score_gate
+            purifier = Purifier(model_engine, restorer_engine,
+                                dataclasses.replace(config, score_gate=gates[id(restorer_engine)]))
         preds, seconds, calls = [], 0.0, np.zeros(2)
         for frames in (clean_x, bd_x):
             out = []
@@ -166,7 +171,8 @@ def main(argv=None) -> int:
             path = export_model(victim.model, workdir / f"{attack.replace(':', '-')}-{int(all_to_all)}.onnx")
             variants = {"bdmae": (engines["bdmae"], PurifierConfig(), False),
                         "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT), False),
-                        "bdmae_calibrated": (engines["bdmae"], PurifierConfig(), True)}
+                        "bdmae_calibrated": (engines["bdmae"], PurifierConfig(), True),
+                        "bdmae_early_exit_calibrated": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT), True)}
             if i == 0:
                 variants["bdmae_photo_mae"] = (engines["bdmae_photo_mae"], PurifierConfig(), False)
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
@@ -184,7 +190,8 @@ def main(argv=None) -> int:
             path = export_model(victim.model, workdir / f"gaze-{attack}.onnx")
             variants = {"bdmae": (gaze_restorer, PurifierConfig(), False),
                         "bdmae_early_exit": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
-                        "bdmae_calibrated": (gaze_restorer, PurifierConfig(), True)}
+                        "bdmae_calibrated": (gaze_restorer, PurifierConfig(), True),
+                        "bdmae_early_exit_calibrated": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT), True)}
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
                 r = {"task": "gaze", "attack": attack, "all_to_all": False, **r}
                 print(r, file=sys.stderr, flush=True)

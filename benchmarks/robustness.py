@@ -347,17 +347,15 @@ def fuzz_cli_tools(n: int, seed: int = 0) -> dict:
     (a frame folder holding a bad image), ``export/build_engine.py`` (ONNX) and the camera
     sample (video): exit 0 (3: a scan verdict) or 2, inputs unchanged, and a refused run leaves
     none of its outputs."""
-    import importlib.util
     import os
     import shutil
     import subprocess
 
     from edgeguard.cli import main as cli
 
-    spec = importlib.util.spec_from_file_location("build_engine", Path(__file__).resolve().parents[1] / "export" /
-                                                  "build_engine.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
+    from benchmarks.probes import script_main
+
+    build_engine = script_main("export/build_engine.py")
     row = _tally("cli_tools")
     rng = np.random.default_rng(seed)
     # train-mae caches its stages in the temporary folder, not in the user's cache
@@ -386,7 +384,7 @@ def fuzz_cli_tools(n: int, seed: int = 0) -> dict:
                     if tool == "camera":
                         status = subprocess.run(argv, capture_output=True, timeout=300).returncode
                     else:
-                        status = (build.main if tool == "build_engine" else cli)(argv)
+                        status = (build_engine if tool == "build_engine" else cli)(argv)
                 _record(row, "correct" if status in ok_status and status != 2 else
                         "typed_errors" if status == 2 else "other_exceptions", f"{tool}: exit {status}")
                 left = [name for name in outputs if (case / name).exists()]
