@@ -19,6 +19,7 @@ a PreAct-ResNet-18 classifier): fps only, ca/ba/asr are null.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -102,10 +103,13 @@ def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
     # sessions (which the first Purifier or the first call would otherwise do inside the timing).
     config, stream_config, _ = modes()["faithful"]
     list(purifier_for(config).stream(video.frames[:1], stream_config))
+    gate = None  # calibrated once (calibration ignores early_exit), not timed
     for mode, (config, stream_config, gated) in {"none": (None, None, False), **modes()}.items():
         if gated and calibration is None:
             continue  # 224 px: random weights, nothing to calibrate on
-        purifier = purifier_for(config).calibrate(calibration) if gated else None  # a one-off, not timed
+        if gated and gate is None:
+            gate = purifier_for(config).calibrate(calibration).config.score_gate
+        purifier = purifier_for(dataclasses.replace(config, score_gate=gate)) if gated else None
         t0 = time.perf_counter()
         if config is None:
             engine = purifier_for(None).model

@@ -1,10 +1,9 @@
 """The purifier's settings: BDMAE's (PurifierConfig) and the video ones (StreamConfig)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
-
-import numpy as np
 
 from edgeguard import kernels
 from edgeguard.errors import InvalidArgumentError
@@ -81,7 +80,7 @@ class PurifierConfig:
             raise InvalidArgumentError(f"ssim_mode in {kernels.MODES}, ssim_border in {kernels.BORDERS}")
         if self.early_exit is not None and not 0.0 <= self.early_exit < 1.0:
             raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
-        if self.score_gate is not None and not (np.isfinite(self.score_gate) and self.score_gate >= 0.0):
+        if self.score_gate is not None and not (math.isfinite(self.score_gate) and self.score_gate >= 0.0):
             raise InvalidArgumentError(f"score_gate must be None or a finite score >= 0, got {self.score_gate}")
         if self.max_batch < 1 or self.refine_steps < 0 or self.cap_steps < 0:
             raise InvalidArgumentError(f"max_batch must be >= 1, refine_steps and cap_steps >= 0, got "
