@@ -8,9 +8,11 @@ SynthSigns frames that no victim trained or is tested on (defense ``bdmae``); th
 photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 ``bdmae_photo_mae``; ``bdmae_early_exit`` is ``bdmae`` with the clean-frame early exit
 and ``bdmae_calibrated`` is ``bdmae`` with the score gate that ``Purifier.calibrate`` sets at
-the 99th percentile over 200 clean test frames other than the evaluated ones, and
-``bdmae_early_exit_calibrated`` both (none is part of the published method; the quantile was
-chosen on the badnets and blended_patch signs victims only). Classifier and restorer run as ONNX Runtime engines, the deployment
+the 99th percentile over 200 clean test frames other than the evaluated ones;
+``bdmae_fast`` is ``PurifierConfig.fast()`` (first-round exit, early exit, 3 refinement steps)
+and ``bdmae_fast_calibrated`` the same with the gate (none is part of the published method; the
+quantile and the fast preset were chosen on the badnets and blended_patch signs victims only).
+``rows_clean`` / ``rows_backdoor``: model plus restorer rows per clean / triggered frame. Classifier and restorer run as ONNX Runtime engines, the deployment
 path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
 engine calls per frame. Rows ``trigger:NAME`` (``held_out``) are triggers of our own design
@@ -80,6 +82,17 @@ def unseen_config(size: dict, name: str):
     return dataclasses.replace(victim_config(size, "signs", "trigger"), attack_options=unseen_triggers()[name])
 
 
+def bdmae_variants(restorer) -> dict:
+    """The BDMAE rows of one victim: defense name -> (restorer, PurifierConfig, calibrated)."""
+    from edgeguard.purify import PurifierConfig
+
+    return {"bdmae": (restorer, PurifierConfig(), False),
+            "bdmae_early_exit": (restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
+            "bdmae_calibrated": (restorer, PurifierConfig(), True),
+            "bdmae_fast": (restorer, PurifierConfig.fast(), False),
+            "bdmae_fast_calibrated": (restorer, PurifierConfig.fast(), True)}
+
+
 def _subset(n_total: int, n: int) -> np.ndarray:
     return np.linspace(0, n_total - 1, min(n, n_total)).astype(int)
 
@@ -119,27 +132,29 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
         calls = (model_engine.samples - seen) / (len(ci) + len(bi))
         rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
-    gates = {}  # restorer engine -> the gate calibrated with it (calibration ignores early_exit)
+    gates = {}  # (restorer engine, refinement steps) -> the gate calibrated with them
     for name, (restorer_engine, config, calibrated) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
         if calibrated:  # on clean frames disjoint from the evaluated ones
-            if id(restorer_engine) not in gates:
+            key = (id(restorer_engine), config.refine_steps)  # calibration ignores the exits
+            if key not in gates:
                 others = np.setdiff1d(np.arange(len(test)), ci)
-                gates[id(restorer_engine)] = purifier.calibrate(
+                gates[key] = purifier.calibrate(
                     to_float_nchw(test.images[others[_subset(len(others), n)]]), CALIBRATION_QUANTILE).config.score_gate
-            purifier = Purifier(model_engine, restorer_engine,
-                                dataclasses.replace(config, score_gate=gates[id(restorer_engine)]))
-        preds, seconds, calls = [], 0.0, np.zeros(2)
-        for frames in (clean_x, bd_x):
+            purifier = Purifier(model_engine, restorer_engine, dataclasses.replace(config, score_gate=gates[key]))
+        preds, seconds, calls = [], 0.0, np.zeros((2, 2))  # (clean, triggered) x (model, restorer)
+        for j, frames in enumerate((clean_x, bd_x)):
             out = []
             for i in range(0, len(frames), batch):
                 result = purifier(frames[i:i + batch])
                 out.append(result.prediction)
                 seconds += result.seconds
-                calls += len(result) * np.array([result.model_calls, result.restorer_calls])
+                calls[j] += len(result) * np.array([result.model_calls, result.restorer_calls])
             preds.append(np.concatenate(out))
-        calls = [round(float(c) / (len(ci) + len(bi)), 1) for c in calls]
-        rows.append(row(name, *preds, seconds, *calls))
+        per_frame = [round(float(c) / (len(ci) + len(bi)), 1) for c in calls.sum(axis=0)]
+        rows.append({**row(name, *preds, seconds, *per_frame),
+                     "rows_clean": round(float(calls[0].sum()) / len(ci), 1),
+                     "rows_backdoor": round(float(calls[1].sum()) / len(bi), 1)})
     return rows
 
 
@@ -169,10 +184,7 @@ def main(argv=None) -> int:
         for i, (attack, all_to_all, config) in enumerate(cases):
             victim = get_victim(config)
             path = export_model(victim.model, workdir / f"{attack.replace(':', '-')}-{int(all_to_all)}.onnx")
-            variants = {"bdmae": (engines["bdmae"], PurifierConfig(), False),
-                        "bdmae_early_exit": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT), False),
-                        "bdmae_calibrated": (engines["bdmae"], PurifierConfig(), True),
-                        "bdmae_early_exit_calibrated": (engines["bdmae"], PurifierConfig(early_exit=EARLY_EXIT), True)}
+            variants = bdmae_variants(engines["bdmae"])
             if i == 0:
                 variants["bdmae_photo_mae"] = (engines["bdmae_photo_mae"], PurifierConfig(), False)
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
@@ -188,10 +200,7 @@ def main(argv=None) -> int:
         for attack in GAZE_ATTACKS:
             victim = get_victim(victim_config(size, "gaze", attack))
             path = export_model(victim.model, workdir / f"gaze-{attack}.onnx")
-            variants = {"bdmae": (gaze_restorer, PurifierConfig(), False),
-                        "bdmae_early_exit": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
-                        "bdmae_calibrated": (gaze_restorer, PurifierConfig(), True),
-                        "bdmae_early_exit_calibrated": (gaze_restorer, PurifierConfig(early_exit=EARLY_EXIT), True)}
+            variants = bdmae_variants(gaze_restorer)
             for r in evaluate(load_engine(path, threads=args.threads), variants, victim, n):
                 r = {"task": "gaze", "attack": attack, "all_to_all": False, **r}
                 print(r, file=sys.stderr, flush=True)

@@ -57,6 +57,12 @@ def defense_grid(rows: list[dict]) -> list[str]:
                                  for r in rows if r["attack"] == attacks[0][0] and
                                  (r["restorer_calls"] or r["model_calls"] > 1)) + ".")
         lines.append("")
+    if any("rows_clean" in r for r in rows):
+        split = {d: [r for r in rows if r["defense"] == d and "rows_clean" in r] for d in defenses}
+        lines.append("Engine rows (model + restorer) per clean / triggered frame, mean over attacks: " + ", ".join(
+            f"{d} {np.mean([r['rows_clean'] for r in rs]):.1f} / {np.mean([r['rows_backdoor'] for r in rs]):.1f}"
+            for d, rs in split.items() if rs) + ".")
+        lines.append("")
     folded = next((r for r in rows if "overhead_bs1" in r), None)
     if folded is not None:
         lines.append(f"EigenGuard's cost: exported model latency (ONNX Runtime, 1 thread) "

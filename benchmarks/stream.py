@@ -10,7 +10,8 @@ flicker; in half the shots the BadNets sticker appears part-way and drifts up to
 undefended model obeys it at its own place and partly one pixel off). The
 model is the demo's BadNets classifier, the restorer the demo's tiny MAE (4-px tokens),
 both exported to ONNX. Frames go through one at a time, as from a camera. Rows keyed mode
-(none, faithful, warm_start, early_exit, warm_start+early_exit, and with "+gate" the score gate
+(none, faithful, warm_start, early_exit, warm_start+early_exit, fast: ``PurifierConfig.fast()``, and with
+"+gate" the score gate
 of ``Purifier.calibrate`` measured on 100 frames of a second, trigger-free video of other test
 scenes from the same camera model: noise and flicker included), backend, fps, ca (clean
 frames), ba and asr (triggered frames), with the engine calls per frame and the share of
@@ -45,7 +46,9 @@ def modes():
             "early_exit": (PurifierConfig(early_exit=EARLY_EXIT), cold, False),
             "warm_start+early_exit": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), False),
             "faithful+gate": (PurifierConfig(), cold, True),
-            "warm_start+early_exit+gate": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), True)}
+            "warm_start+early_exit+gate": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), True),
+            "fast": (PurifierConfig.fast(), cold, False), "fast+gate": (PurifierConfig.fast(), cold, True),
+            "warm_start+fast+gate": (PurifierConfig.fast(), StreamConfig(), True)}
 
 
 def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
@@ -103,13 +106,13 @@ def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
     # sessions (which the first Purifier or the first call would otherwise do inside the timing).
     config, stream_config, _ = modes()["faithful"]
     list(purifier_for(config).stream(video.frames[:1], stream_config))
-    gate = None  # calibrated once (calibration ignores early_exit), not timed
+    gates = {}  # refinement steps -> the gate calibrated with them (calibration ignores the exits), not timed
     for mode, (config, stream_config, gated) in {"none": (None, None, False), **modes()}.items():
         if gated and calibration is None:
             continue  # 224 px: random weights, nothing to calibrate on
-        if gated and gate is None:
-            gate = purifier_for(config).calibrate(calibration).config.score_gate
-        purifier = purifier_for(dataclasses.replace(config, score_gate=gate)) if gated else None
+        if gated and config.refine_steps not in gates:
+            gates[config.refine_steps] = purifier_for(config).calibrate(calibration).config.score_gate
+        purifier = purifier_for(dataclasses.replace(config, score_gate=gates[config.refine_steps])) if gated else None
         t0 = time.perf_counter()
         if config is None:
             engine = purifier_for(None).model

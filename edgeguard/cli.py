@@ -174,8 +174,10 @@ def cmd_purify(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--batch and --threads must be >= 1, got {args.batch}, {args.threads}")
     check_writable(args.out, "--out", folder=True)
     engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
-    purifier = Purifier(*engines, PurifierConfig(ssim_mode=args.ssim, seed=args.seed, early_exit=args.early_exit),
-                        output=args.output_kind)
+    config = PurifierConfig.fast() if args.fast else PurifierConfig()
+    if args.early_exit is not None:
+        config = dataclasses.replace(config, early_exit=args.early_exit)
+    purifier = Purifier(*engines, dataclasses.replace(config, ssim_mode=args.ssim, seed=args.seed), output=args.output_kind)
     if args.calibrate_on:
         check_output_folder(Path(args.out), image_files(args.images))  # refused before the calibration's work
         spec = purifier.model.spec
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-exit", type=float, default=None, metavar="SHARE",
                    help="not in BDMAE: return a frame unchanged when at most this share of the stage-1 "
                         "restorations moved its answer (about half the compute; see PurifierConfig.early_exit)")
+    p.add_argument("--fast", action="store_true",
+                   help="not in BDMAE: the fast preset, about 5x fewer engine calls on a clean frame "
+                        "(see PurifierConfig.fast; --early-exit still overrides its early exit)")
     p.add_argument("--calibrate-on", metavar="CLEAN", nargs="+",
                    help="not in BDMAE: clean frames of the same camera or domain (files or folders, >= 100): a frame "
                         "whose token scores stay within what 99%% of them reach keeps its answer "

@@ -33,7 +33,7 @@ def test_camera_sample_headless_on_a_generated_clip(tmp_path):
     mae = export_restorer(create_model("mae_tiny_patch4").eval(), tmp_path / "mae.onnx", (3, 32, 32))
     out = tmp_path / "out"
     res = _run("--source", tmp_path / "clip.mp4", "--model", model, "--restorer", mae, "--headless", "--out", out,
-               "--max-frames", 12, "--png-every", 5, "--early-exit", 0.3)
+               "--max-frames", 12, "--png-every", 5, "--fast", "--early-exit", 0.3)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 12 and summary["skipped"] == 0 and summary["fps"] > 0
@@ -44,7 +44,7 @@ def test_camera_sample_headless_on_a_generated_clip(tmp_path):
     ok, frame = annotated.read()
     assert ok and frame.shape == (256, 256, 3) and frame.std() > 0
     annotated.release()
-    assert summary["score_gate"] is None  # no gate unless calibrated
+    assert summary["score_gate"] is None and summary["preset"] == "fast"  # no gate unless calibrated
 
     # --calibrate-on: trigger-free footage sets the score gate; too little of it is refused first.
     import numpy as np

@@ -123,6 +123,50 @@ def test_early_exit_skips_frames_stage1_finds_clean(setup):
         PurifierConfig(early_exit=1.0)
 
 
+def test_first_round_exit_lets_frames_leave_after_five_masks_when_few_moved_their_answer(setup):
+    from edgeguard import kernels
+
+    clean, triggered, restorer = setup
+    mixed = np.concatenate([clean[:3], triggered[3:]])
+    faithful = Purifier(ScriptedModel(), restorer)(mixed)
+    # Independent count: the oracle restorer removes the trigger (token (3, 5)) exactly in the
+    # first-round masks that mask that token, and the scripted model then answers otherwise.
+    first_round = kernels.stage1_masks(64, 5, 5, 0.75, 33333).reshape(5, 5, 64)[0]
+    moved = float(first_round[:, 3 * 8 + 5].sum()) / 5
+    assert moved >= 0.4  # every token is masked by 2 to 4 of a round's 5 masks
+    result = Purifier(ScriptedModel(), restorer, PurifierConfig(first_round_exit=moved - 0.01))(mixed)
+    np.testing.assert_array_equal(result.purified[:3], clean[:3])
+    np.testing.assert_array_equal(result.flip_share[:3], 0.0)
+    for field in ("purified", "prediction", "token_scores", "flip_share"):  # the others: faithful
+        np.testing.assert_array_equal(getattr(result, field)[3:], getattr(faithful, field)[3:])
+    # Left after one round: 1 + 5 model and 5 restorer calls; the others 47 and 50.
+    assert result.model_calls == (3 * 6 + 3 * 47) / 6 and result.restorer_calls == (3 * 5 + 3 * 50) / 6
+    # At a share the trigger's frames reach too, they leave with the trigger's answer.
+    let_through = Purifier(ScriptedModel(), restorer, PurifierConfig(first_round_exit=moved))(mixed)
+    np.testing.assert_array_equal(let_through.flip_share[3:], moved)
+    np.testing.assert_array_equal(let_through.prediction, let_through.original_prediction)
+    with pytest.raises(InvalidArgumentError, match="first_round_exit"):
+        PurifierConfig(first_round_exit=1.0)
+
+
+def test_the_fast_preset_removes_the_trigger_with_fewer_engine_rows(setup):
+    clean, triggered, restorer = setup
+    mixed = np.concatenate([clean, triggered])
+    fast = Purifier(ScriptedModel(), restorer, PurifierConfig.fast())
+    result = fast(mixed)
+    truth = ScriptedModel()(np.concatenate([clean, clean])).argmax(1)
+    np.testing.assert_array_equal(result.prediction, truth)
+    faithful = Purifier(ScriptedModel(), restorer)(mixed)
+    assert result.model_calls + result.restorer_calls < 0.6 * (faithful.model_calls + faithful.restorer_calls)
+    assert PurifierConfig.fast(refine_steps=5).refine_steps == 5 and PurifierConfig.fast().seed == 33333
+    # Calibration runs the full method on every clean frame, whatever the preset skips.
+    more, _ = _frames(10, seed=5)
+    restorer = OracleRestorer({**restorer.clean_of, **{c.tobytes(): c for c in more}})
+    gate = Purifier(ScriptedModel(), restorer, PurifierConfig.fast()).calibrate(more, quantile=0.9).config.score_gate
+    every = Purifier(ScriptedModel(), restorer, PurifierConfig(refine_steps=3))(more)
+    assert gate == pytest.approx(np.quantile(every.token_scores.reshape(10, -1).max(axis=1), 0.9), abs=1e-12)
+
+
 def test_a_score_gate_keeps_frames_whose_scores_stay_under_it_and_leaves_the_rest_faithful(setup):
     clean, triggered, restorer = setup
     mixed = np.concatenate([clean, triggered])

@@ -168,23 +168,50 @@ class Purifier:
             scale = np.where(over, scale * cfg.cap_factor, scale)
         return 1.0 - base[None, :] * scale[:, None]
 
-    def _stage1(self, x, reference, rounds: np.ndarray, grid: int, pix2tok: np.ndarray):
+    def _stage1(self, x, reference, rounds: np.ndarray, grid: int, pix2tok: np.ndarray, first_round_exit=None):
         """Stage 1 for frames x (B, C, H, W) with the stage-1 mask rounds ``rounds`` (indices
-        into the 5): image scores (B, L), label scores (B, L) and the share of restorations
-        that moved each frame's answer (B,)."""
-        b, _, h, w = x.shape
-        shape = x.shape[1:]
-        length = grid * grid
-        masks = self._stage1_masks(length)[rounds]
-        n_rounds, per_round = masks.shape[:2]
-        flat = masks.reshape(-1, length)
+        into the 5): image scores (B, L), label scores (B, L), the share of restorations that
+        moved each frame's answer (B,) and which frames left after the first round (B,) bool.
+
+        With ``first_round_exit`` (a share), frames whose answer moved on at most that share
+        of the first round's restorations skip the other rounds: their scores and share come
+        from the first round alone."""
+        b = len(x)
+        masks = self._stage1_masks(grid * grid)[rounds]
+        if first_round_exit is None or len(masks) == 1:
+            restored, moved = self._stage1_restore(x, reference, masks)
+            return (*self._stage1_scores(x, restored, moved, masks, pix2tok), np.zeros(b, bool))
+        restored, moved = self._stage1_restore(x, reference, masks[:1])
+        left = moved.mean(axis=1) <= first_round_exit
+        image_score, label_score, share = self._stage1_scores(x, restored, moved, masks[:1], pix2tok)
+        stay = np.flatnonzero(~left)
+        if len(stay):
+            more_restored, more_moved = self._stage1_restore(x[stay], reference[stay], masks[1:])
+            image_score[stay], label_score[stay], share[stay] = self._stage1_scores(
+                x[stay], np.concatenate([restored[stay], more_restored], axis=1),
+                np.concatenate([moved[stay], more_moved], axis=1), masks, pix2tok)
+        return image_score, label_score, share, left
+
+    def _stage1_restore(self, x, reference, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Restorations (B, rounds, per_round, C, H, W) of frames x under stage-1 ``masks``
+        (rounds, per_round, L), and whether each moved the frame's answer (B, rounds * per_round)."""
+        b = len(x)
+        flat = masks.reshape(-1, masks.shape[-1])
         restored = self._run(self.restorer, np.repeat(x, len(flat), axis=0), np.tile(flat, (b, 1)))
         answers = self._answer(self._run(self.model, restored))
         moved = self._moved(answers, np.repeat(reference, len(flat), axis=0)).reshape(b, len(flat))
+        return restored.reshape(b, *masks.shape[:2], *x.shape[1:]), moved
+
+    def _stage1_scores(self, x, restored, moved, masks, pix2tok):
+        """Image and label token scores (B, L) and the moved share (B,) from stage-1 restorations."""
+        b, _, h, w = x.shape
+        shape = x.shape[1:]
+        n_rounds, per_round, length = masks.shape
+        grid = int(round(length ** 0.5))
+        flat = masks.reshape(-1, length)
         # A mean over the masks, so fewer masks (stream warm start) keep the scale of K = floor(sum).
         label_score = (moved[:, :, None] * flat[None]).sum(axis=1) / len(flat)
         pixel_masks = flat[:, pix2tok]  # (masks, h, w)
-        restored = restored.reshape(b, n_rounds, per_round, *shape)
         weighted = np.cumsum((restored * pixel_masks.reshape(n_rounds, per_round, 1, h, w)).sum(axis=2), axis=1)
         coverage = np.cumsum(pixel_masks.reshape(n_rounds, per_round, h, w).sum(axis=1), axis=0)[:, None]
         average = np.where(coverage > 0, weighted / np.maximum(coverage, 1), x[:, None])
@@ -239,21 +266,23 @@ class Purifier:
         reference = self._answer(original)
         steps, warm_started = cfg.refine_steps, False
         if warm is not None and not self._moved(reference, warm.answer)[0]:
-            image_score, label_score, flips = self._stage1(x, reference, np.array([warm.round]), grid, pix2tok)
+            image_score, label_score, flips, _ = self._stage1(x, reference, np.array([warm.round]), grid, pix2tok)
             warm_started = abs(float(flips[0]) - warm.flip_share) <= warm.config.flip_jump
             if warm_started:
                 m = warm.config.momentum
                 image_score = m * warm.image_score + (1 - m) * image_score
                 label_score = m * warm.label_score + (1 - m) * label_score
                 steps = warm.config.refine_steps
+        left = np.zeros(b, bool)  # frames that left after the first stage-1 round
         if not warm_started:
-            image_score, label_score, flips = self._stage1(x, reference, np.arange(cfg.rounds), grid, pix2tok)
+            image_score, label_score, flips, left = self._stage1(x, reference, np.arange(cfg.rounds), grid, pix2tok,
+                                                                 cfg.first_round_exit)
         stage1 = (image_score.copy(), label_score.copy())
 
         # Frames that stage 1 finds clean (early exit) keep their frame and answer.
         score = cfg.alpha * image_score + (1 - cfg.alpha) * label_score
         purified, outputs, restored_px = x.copy(), original.copy(), np.zeros((b, h, w), bool)
-        active = np.ones(b, bool) if cfg.early_exit is None else flips > cfg.early_exit
+        active = ~left if cfg.early_exit is None else ~left & (flips > cfg.early_exit)
         if active.any():
             i = np.flatnonzero(active)
             score[i], purified[i], restored_px[i] = self._refine_and_purify(
@@ -301,8 +330,8 @@ class Purifier:
         need = math.ceil(1.0 / (1.0 - quantile) - 1e-9)
         if len(x) < need:
             raise InvalidInputError(f"calibrating at quantile {quantile} needs at least {need} clean frames, got {len(x)}")
-        full = Purifier(self.model, self.restorer, dataclasses.replace(self.config, early_exit=None, score_gate=None),
-                        output=self.output)
+        every_frame = dataclasses.replace(self.config, early_exit=None, first_round_exit=None, score_gate=None)
+        full = Purifier(self.model, self.restorer, every_frame, output=self.output)
         batch = max(1, min(self.config.max_batch // 100, 64))  # ~100 engine rows per frame
         highest = np.concatenate([full(x[i:i + batch]).token_scores.reshape(min(batch, len(x) - i), -1).max(axis=1)
                                   for i in range(0, len(x), batch)])

@@ -35,6 +35,12 @@ class PurifierConfig:
             unchanged, skipping refinement and purification (0.0: exit only when no
             restoration moved the answer). Not in BDMAE; it trades a little robustness to
             triggers that few masks remove for clean accuracy and about half the compute.
+        first_round_exit: None (faithful) or a share in [0, 1): frames whose answer moved on at
+            most this share of the first round's 5 restorations skip the other 4 rounds and
+            stages 2-3, keeping their answer. Not in BDMAE. A round's masks cover every token
+            2 to 4 times, so a trigger inside one token that the restorer removes moves the
+            answer on at least 2 of the 5 (0.4); a larger trigger may move it less often
+            (benchmarks/purify.py measures what the fast preset lets through).
         score_gate: None (faithful) or a token score: frames whose highest combined token
             score after refinement is at or below it keep their input and answer (no token
             looks like a trigger). Not in BDMAE; set it with ``Purifier.calibrate`` from the
@@ -63,6 +69,7 @@ class PurifierConfig:
     ssim_border: str = "replicate"
     tolerance_deg: float = 5.0
     early_exit: Optional[float] = None
+    first_round_exit: Optional[float] = None
     score_gate: Optional[float] = None
     seed: int = 33333
     max_batch: int = 512
@@ -80,6 +87,8 @@ class PurifierConfig:
             raise InvalidArgumentError(f"ssim_mode in {kernels.MODES}, ssim_border in {kernels.BORDERS}")
         if self.early_exit is not None and not 0.0 <= self.early_exit < 1.0:
             raise InvalidArgumentError(f"early_exit must be None or in [0, 1), got {self.early_exit}")
+        if self.first_round_exit is not None and not 0.0 <= self.first_round_exit < 1.0:
+            raise InvalidArgumentError(f"first_round_exit must be None or in [0, 1), got {self.first_round_exit}")
         if self.score_gate is not None and not (math.isfinite(self.score_gate) and self.score_gate >= 0.0):
             raise InvalidArgumentError(f"score_gate must be None or a finite score >= 0, got {self.score_gate}")
         if self.max_batch < 1 or self.refine_steps < 0 or self.cap_steps < 0:
@@ -88,6 +97,25 @@ class PurifierConfig:
         if not 0.0 < self.max_masked <= 1.0 or not 0.0 < self.cap_factor < 1.0:
             raise InvalidArgumentError(f"max_masked must be in (0, 1] and cap_factor in (0, 1), got "
                                        f"{self.max_masked}, {self.cap_factor}")
+
+    @classmethod
+    def fast(cls, **changes) -> "PurifierConfig":
+        """The fast preset (not in BDMAE): about 5x fewer engine rows on a clean frame.
+
+        A frame leaves after the first stage-1 round when at most 1 of its 5 restorations
+        moved the answer (``first_round_exit=0.2``), or after all 25 when at most 30% did
+        (``early_exit=0.3``); the rest get 3 refinement steps per score instead of 10. On
+        32-px SynthSigns that is about 18 engine rows per clean frame instead of 97 and 69
+        per triggered frame, at the faithful mode's CA/BA/ASR or better (chosen on the badnets
+        and blended_patch victims; ``benchmarks/purify.py`` reports every attack). Add
+        ``Purifier.calibrate`` for the score gate. ``changes`` override single fields.
+
+        >>> PurifierConfig.fast().refine_steps
+        3
+        """
+        import dataclasses
+
+        return dataclasses.replace(cls(first_round_exit=0.2, early_exit=0.3, refine_steps=3), **changes)
 
 
 @dataclass(frozen=True)
