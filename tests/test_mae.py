@@ -54,6 +54,36 @@ def test_attention_masking_equals_dropping_the_masked_tokens():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("make", [_tiny, _small_224])
+def test_the_encoder_on_visible_tokens_only_restores_what_the_full_encoder_does(make):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edgeguard.models.mae import restorer_flops
+
+    mae = make()
+    c, length = mae.config, mae.config.num_tokens
+    normed = (torch.rand(6, 3, c.img_size, c.img_size) - mae.pixel_mean) / mae.pixel_std
+    # Rows with different visible counts, none visible and all visible among them.
+    mask = torch.stack([_random_mask(1, length, r, seed=i)[0] for i, r in enumerate((0.75, 0.75, 0.5, 0.9))]
+                       + [torch.ones(length), torch.zeros(length)])
+    out = {}
+    for drop in (False, True):
+        mae.drop_masked = drop
+        with torch.no_grad():
+            out[drop] = mae.predict(normed, mask)
+    torch.testing.assert_close(out[True], out[False], atol=1e-5, rtol=1e-5)
+    # Stage-1 masks leave a quarter of the tokens visible, and the encoder sees only them:
+    # the count the speed benchmarks report, against torch's own.
+    stage1 = torch.ones(2, length)
+    stage1[:, :length // 4] = 0
+    for drop in (False, True):
+        mae.drop_masked = drop
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            mae.predict(normed[:2], stage1)
+        assert counter.get_total_flops() == 2 * restorer_flops(c, length // 4, drop_masked=drop)
+    assert restorer_flops(c, length // 4) < restorer_flops(c, length // 4, drop_masked=False)
+
+
 def test_images_in_a_batch_do_not_interact():
     mae = _tiny()
     x = torch.rand(4, 3, 32, 32)
@@ -166,6 +196,17 @@ def test_restorer_onnx_matches_torch_with_mixed_masks(tmp_path):
         want = mae(x, mask).numpy()
     np.testing.assert_allclose(engine(x.numpy(), mask.numpy()), want, atol=1e-4)
     np.testing.assert_allclose(load_engine(mae)(x.numpy(), mask.numpy()), want, atol=1e-6)
+    # A batch of stage-1 masks (16 of 64 visible): the graph gathers as many tokens as the
+    # batch's most visible row has, a count that is not the one it was traced with.
+    from edgeguard import kernels
+
+    stage1 = kernels.stage1_masks(64, 5, 5, 0.75, 1).reshape(25, 64)[:5]
+    full = load_engine(export_restorer(mae, tmp_path / "full.onnx", (3, 32, 32), drop_masked=False))
+    assert mae.drop_masked  # the module is left as it was
+    with torch.no_grad():
+        want = mae(x, torch.from_numpy(stage1)).numpy()
+    for restorer in (engine, full):
+        np.testing.assert_allclose(restorer(x.numpy(), stage1), want, atol=1e-4)
 
 
 def test_restorer_training_caches_and_fine_tunes():

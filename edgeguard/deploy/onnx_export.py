@@ -124,13 +124,24 @@ def export_model(model, path: str | Path, spec: Optional[ModelSpec] = None, **op
 
 
 def export_restorer(mae, path: str | Path, image_shape: Sequence[int], opset: int = MIN_OPSET,
-                    atol: float = 1e-4) -> Path:
+                    atol: float = 1e-4, drop_masked: bool = True) -> Path:
     """Export an MAE restorer: inputs "image" (N, C, H, W) in [0, 1] at data size and
     "mask" (N, L) with 1 = masked; output "restored" (N, C, H, W). Its ``ModelSpec`` (the
     data size, the MAE's token grid and patch size) goes into the model metadata, where the
-    purifier reads its token grid (``engine.spec``)."""
+    purifier reads its token grid (``engine.spec``). ``drop_masked``: the encoder runs on the
+    visible tokens only (gathered in the graph with NonZero and TopK; about half the FLOPs of
+    a stage-1 restoration); False exports every token through the encoder, for runtimes
+    without data-dependent shapes. Both give the same restorations."""
     config = mae.config
     spec = ModelSpec(role="restorer", input_shape=tuple(int(d) for d in image_shape),
                      token_grid=config.img_size // config.patch_size, patch_size=config.patch_size)
-    return export_onnx(mae, path, {"image": spec.input_shape, "mask": (config.num_tokens,)}, opset,
-                       output_name="restored", binary_inputs=("mask",), atol=atol, metadata=spec.to_metadata())
+    before = mae.__dict__.get("drop_masked")
+    mae.drop_masked = drop_masked
+    try:
+        return export_onnx(mae, path, {"image": spec.input_shape, "mask": (config.num_tokens,)}, opset,
+                           output_name="restored", binary_inputs=("mask",), atol=atol, metadata=spec.to_metadata())
+    finally:
+        if before is None:
+            del mae.drop_masked
+        else:
+            mae.drop_masked = before

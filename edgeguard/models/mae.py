@@ -140,6 +140,34 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def restorer_flops(config: MAEConfig, visible: int, drop_masked: bool = True) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one restoration with ``visible`` visible tokens:
+    patch embedding, encoder, decoder and prediction matmuls, attention included; norms,
+    softmax and activations left out. ``drop_masked=False``: the encoder runs on all tokens.
+
+    >>> from edgeguard.models import create_model
+    >>> tiny = create_model("mae_tiny_patch4").config     # 8x8 tokens; stage 1 leaves 16 visible
+    >>> round(restorer_flops(tiny, 16, drop_masked=False) / restorer_flops(tiny, 16), 2)
+    2.51
+    """
+    c = config
+    length, patch = c.num_tokens, c.patch_size ** 2 * c.in_chans
+
+    def blocks(tokens: int, dim: int, depth: int) -> int:
+        hidden = int(dim * c.mlp_ratio)
+        return depth * (2 * tokens * (4 * dim * dim + 2 * dim * hidden) + 4 * tokens * tokens * dim)
+
+    encoder_tokens = 1 + (visible if drop_masked else length)
+    return (2 * length * patch * c.embed_dim + blocks(encoder_tokens, c.embed_dim, c.depth)
+            + 2 * (1 + length) * c.embed_dim * c.decoder_embed_dim
+            + blocks(1 + length, c.decoder_embed_dim, c.decoder_depth) + 2 * (1 + length) * c.decoder_embed_dim * patch)
+
+
+def _key_bias(visible: torch.Tensor) -> torch.Tensor:
+    """(N, T) 1 = visible -> (N, 1, 1, T) attention bias that hides the others as keys."""
+    return torch.where(visible > 0, 0.0, float("-inf")).to(visible.dtype)[:, None, None, :]
+
+
 class MaskedAutoencoder(nn.Module):
     """ViT MAE with an explicit token mask; see the module docstring.
 
@@ -149,6 +177,11 @@ class MaskedAutoencoder(nn.Module):
     returns (N, C, h, w) with masked pixels restored and the others unchanged (no clamping,
     as in BDMAE).
     """
+
+    # The encoder runs on the visible tokens only (False: on all tokens, masked ones hidden
+    # from attention; the same restorations, more FLOPs). Not part of MAEConfig: it changes
+    # the computation, not the model or its weights.
+    drop_masked: bool = True
 
     def __init__(self, config: MAEConfig = MAEConfig()):
         super().__init__()
@@ -225,9 +258,26 @@ class MaskedAutoencoder(nn.Module):
     def predict(self, normed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """MAE-normalised input (N, C, S, S), mask (N, L) -> predicted patches (N, L, P*P*C)."""
         masked = mask.to(normed.dtype)
-        visible = torch.cat([torch.ones_like(masked[:, :1]), 1 - masked], dim=1)
-        key_bias = torch.where(visible > 0, 0.0, float("-inf")).to(normed.dtype)[:, None, None, :]
-        return self.decode(self.encode(self.embed(normed), key_bias), masked)
+        tokens = self.embed(normed)
+        if not self.drop_masked:
+            visible = torch.cat([torch.ones_like(masked[:, :1]), 1 - masked], dim=1)
+            return self.decode(self.encode(tokens, _key_bias(visible)), masked)
+        # The encoder sees only the V tokens of the row with the most visible ones (V = 16 of
+        # 64 for every stage-1 mask): each row gathers its visible tokens first, in grid order,
+        # and hides the masked ones it had to take to fill V as keys, as the full form does.
+        # V comes from a shape, so it stays dynamic in the ONNX graph (NonZero, TopK).
+        n, length = masked.shape
+        position = torch.arange(length, device=masked.device)
+        most = torch.clamp((1 - masked).sum(dim=1).max(), min=1)
+        v = torch.nonzero(position < most).shape[0]
+        order = torch.topk((1 - masked) * length - position.to(masked.dtype), v, dim=1).indices  # (N, V)
+        index = order[..., None].expand(-1, -1, tokens.shape[-1])
+        kept = torch.cat([tokens[:, :1], torch.gather(tokens[:, 1:], 1, index)], dim=1)
+        visible = torch.cat([torch.ones_like(masked[:, :1]), 1 - torch.gather(masked, 1, order)], dim=1)
+        latent = self.encode(kept, _key_bias(visible))
+        # Masked places keep zeros: decode replaces them by the mask token.
+        placed = torch.zeros_like(tokens[:, 1:]).scatter(1, index, latent[:, 1:])
+        return self.decode(torch.cat([latent[:, :1], placed], dim=1), masked)
 
     def pixel_mask(self, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(N, L) token mask -> (N, 1, h, w) pixel mask at data size (nearest, as BDMAE)."""
@@ -275,5 +325,5 @@ class MaskedAutoencoder(nn.Module):
         return (err * mask).sum() / mask.sum()
 
 
-__all__ = ["MAEConfig", "MaskedAutoencoder", "sincos_pos_embed",
+__all__ = ["MAEConfig", "MaskedAutoencoder", "restorer_flops", "sincos_pos_embed",
            "IMAGENET_MEAN", "IMAGENET_STD"]
