@@ -5,7 +5,9 @@
     python export/build_engine.py --dataset signs --attack badnets --restorer --out-dir engines/
 
 With --dataset, the cached victim model (trained if missing) and, with --restorer, the tiny MAE
-restorer fine-tuned for that dataset are first exported to ONNX in --out-dir, then built.
+restorer fine-tuned for that dataset are first exported to ONNX in --out-dir, then built. A pair
+built in fp16 or int8 must also pass the purifier gate: BDMAE's answers on the victim's held-back
+clean and triggered frames stay those of the fp32 pair on all but --max-disagreement of them.
 A thin CLI over ``edgeguard.deploy``; exit status 0 on success, 2 on any error (a missing
 tensorrt package, a bad ONNX, an engine failing the accuracy gate), with the reason.
 """
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=float, default=0.25, help="model width multiplier (the cached victims' 0.25)")
     g.add_argument("--restorer", action="store_true", help="also export and build the dataset's MAE restorer")
     g.add_argument("--out-dir", default="engines", help="where exported ONNX and engines go (with --dataset)")
+    g.add_argument("--max-disagreement", type=float, default=0.01, metavar="SHARE",
+                   help="fp16/int8 model + restorer: refuse the pair when BDMAE's answers with it differ from the "
+                        "fp32 pair's on more than this share of held-back frames (default 0.01)")
     return p
 
 
@@ -71,6 +76,49 @@ def _export(args) -> list[Path]:
         mae = get_restorer(finetune=FINETUNE, images=restorer_images(config))
         paths.append(export_restorer(mae, out / "mae.onnx", spec.input_shape))
     return paths
+
+
+def _gate_frames(args):
+    """Frames for the purifier gate: the cached victim's clean and triggered test frames (100
+    each), or with --weights 200 fresh frames of the dataset; never calibration frames."""
+    import numpy as np
+
+    from edgeguard.bench.victims import DATASETS, VictimConfig, get_victim
+
+    config = VictimConfig(dataset=args.dataset, attack=args.attack, width=args.width)
+    if args.weights:
+        return DATASETS[args.dataset].make_data(200, config.seed + 777, config.num_classes).images
+    victim = get_victim(config)
+    parts = [victim.test.images[:100 if victim.backdoor is not None else 200]]
+    if victim.backdoor is not None:
+        parts.append(victim.backdoor.images[:100])
+    return np.concatenate(parts)
+
+
+def _build_pair_gated(args, sources, outs, config, images) -> None:
+    """Build model and restorer beside their outputs, accept them only if BDMAE's answers
+    with them stay those of the fp32 ONNX pair (edgeguard.deploy.purifier_gate), then move
+    both into place: a refused pair leaves nothing, and engines already there survive."""
+    import os
+    import shutil
+    import tempfile
+
+    from edgeguard.deploy import build_engine
+    from edgeguard.deploy.purifier_gate import purifier_gate
+    from edgeguard.runtime.sidecar import sidecar_path
+
+    stage = Path(tempfile.mkdtemp(dir=outs[0].parent, prefix=".pair."))
+    try:
+        staged = [stage / out.name for out in outs]
+        for source, target in zip(sources, staged):
+            print(build_engine(source, target, config, images=images))
+        print(purifier_gate(tuple(sources), tuple(staged), _gate_frames(args),
+                            max_disagreement=args.max_disagreement))
+        for target, out in zip(staged, outs):
+            os.replace(target, out)
+            os.replace(sidecar_path(target), sidecar_path(out))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _default_out(onnx: Path, backend: str) -> Path:
@@ -107,10 +155,14 @@ def main(argv=None) -> int:
                              timing_cache=args.timing_cache, workspace_gib=args.workspace_gib,
                              optimization_level=args.opt_level)
         sources = _export(args) if args.dataset else [Path(args.onnx)]
-        for source in sources:
-            out = Path(args.out) if args.out else _default_out(source, args.backend)
+        outs = [Path(args.out) if args.out else _default_out(source, args.backend) for source in sources]
+        images = None if images is None else np.asarray(images)
+        if len(sources) == 2 and args.precision != "fp32":
+            _build_pair_gated(args, sources, outs, config, images)
+            return 0
+        for source, out in zip(sources, outs):
             # The restorer's calibration frames are the model's; both see the same camera.
-            print(build_engine(source, out, config, images=None if images is None else np.asarray(images)))
+            print(build_engine(source, out, config, images=images))
     except EdgeGuardError as exc:
         print(f"build_engine: error: {exc}", file=sys.stderr)
         return 2

@@ -205,6 +205,30 @@ def test_calibration_sets_the_gate_at_a_quantile_of_the_clean_frames_highest_sco
         purifier.calibrate(more, quantile=1.0)
 
 
+def test_the_purifier_gate_refuses_engines_that_change_the_purified_answers(setup):
+    from edgeguard.deploy.purifier_gate import purifier_gate
+    from edgeguard.errors import ModelFormatError
+
+    clean, triggered, restorer = setup
+    frames = np.concatenate([clean, triggered[:2]])  # 2 of 8 triggered
+
+    class Unchanged(Engine):  # a "cheaper" restorer broken into returning its input
+        backend, input_names, metadata = "test", ("image", "mask"), OracleRestorer.metadata
+
+        def _run(self, arrays):
+            return [arrays[0]]
+
+    same = purifier_gate((ScriptedModel(), restorer), (ScriptedModel(), restorer), frames)
+    assert same.disagreement == 0.0 and same.frames == 8 and same.changed_reference == 2 / 8
+    # Without restorations the triggered frames keep the backdoor's answer: 2 of 8 differ.
+    with pytest.raises(ModelFormatError, match="differ on 25.0% of 8 frames"):
+        purifier_gate((ScriptedModel(), restorer), (ScriptedModel(), Unchanged()), frames)
+    loose = purifier_gate((ScriptedModel(), restorer), (ScriptedModel(), Unchanged()), frames, max_disagreement=0.3)
+    assert loose.disagreement == 2 / 8 and loose.changed_candidate == 0.0
+    with pytest.raises(InvalidArgumentError):
+        purifier_gate((ScriptedModel(), restorer), (ScriptedModel(), restorer), frames, max_disagreement=1.0)
+
+
 def test_uint8_frames_round_trip(setup):
     clean, triggered, _ = setup
     frames = np.clip(triggered.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -17,6 +17,8 @@ from edgeguard.errors import InvalidInputError, require
 
 log = logging.getLogger(__name__)
 
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
 
 def calibration_feeds(inputs: dict[str, list[int]], images: np.ndarray, batch: int = 25,
                       mask_ratio: float = 0.75, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -53,9 +55,12 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, images: np.ndarra
             return next(feeds, None)
 
     out_path = Path(out_path)
+    # Only the matmuls and convolutions: quantizing the rest too (the restorer's -inf attention
+    # bias, softmax, norms) took its mean pixel error from 0.01 to 0.16 and BDMAE's CA from
+    # 0.95 to 0.34 on the demo's SynthSigns victim.
     quant.quantize_static(str(onnx_path), str(out_path), Reader(), quant_format=quant.QuantFormat.QDQ,
                           per_channel=True, activation_type=quant.QuantType.QInt8,
-                          weight_type=quant.QuantType.QInt8,
+                          weight_type=quant.QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
                           extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     log.info("int8 Q/DQ model %s calibrated on %d frames", out_path.name, len(images))
     return out_path
