@@ -39,19 +39,17 @@ class PurifierGateReport:
                 f"{self.changed_candidate:.1%} with the new ones)")
 
 
-def purifier_gate(reference, candidate, frames: np.ndarray, config=None, max_disagreement: float = 0.01,
-                  output: Optional[str] = None, batch: int = 25) -> PurifierGateReport:
+def compare_purifiers(reference, candidate, frames: np.ndarray, config=None, output: Optional[str] = None,
+                      batch: int = 25) -> PurifierGateReport:
     """Purify ``frames`` with the ``reference`` and the ``candidate`` (model, restorer) pairs
-    (anything ``load_engine`` takes) and compare the answers; ModelFormatError when they
-    differ on more than ``max_disagreement`` of the frames. ``frames``: (N, H, W, C) uint8 or
-    (N, C, H, W) float, held back from any calibration, triggered ones welcome (BA and ASR
-    are then covered too). ``config``: the PurifierConfig to deploy (default: faithful)."""
+    (anything ``load_engine`` takes) and measure how often the answers differ. ``frames``:
+    (N, H, W, C) uint8 or (N, C, H, W) float, held back from any calibration, triggered ones
+    welcome (BA and ASR are then covered too). ``config``: the PurifierConfig to deploy
+    (default: faithful)."""
     from edgeguard.purify import Purifier, PurifierConfig
 
-    if not 0.0 <= max_disagreement < 1.0:
-        raise InvalidArgumentError(f"max_disagreement must be in [0, 1), got {max_disagreement}")
     if len(frames) == 0:
-        raise InvalidInputError("the purifier gate needs frames (none given)")
+        raise InvalidInputError("comparing purifiers needs frames (none given)")
     config = config or PurifierConfig()
     answers, changed = [], []
     for model, restorer in (reference, candidate):
@@ -60,8 +58,17 @@ def purifier_gate(reference, candidate, frames: np.ndarray, config=None, max_dis
         answers.append(np.concatenate([r.prediction for r in results]))
         changed.append(float(np.concatenate([r.changed for r in results]).mean()))
     differ = purifier.output.moved(answers[1], answers[0], config.tolerance_deg)
-    report = PurifierGateReport(frames=len(frames), disagreement=float(np.mean(differ)),
-                                changed_reference=changed[0], changed_candidate=changed[1])
+    return PurifierGateReport(frames=len(frames), disagreement=float(np.mean(differ)),
+                              changed_reference=changed[0], changed_candidate=changed[1])
+
+
+def purifier_gate(reference, candidate, frames: np.ndarray, config=None, max_disagreement: float = 0.01,
+                  output: Optional[str] = None, batch: int = 25) -> PurifierGateReport:
+    """``compare_purifiers``, and ModelFormatError when the answers differ on more than
+    ``max_disagreement`` of the frames."""
+    if not 0.0 <= max_disagreement < 1.0:
+        raise InvalidArgumentError(f"max_disagreement must be in [0, 1), got {max_disagreement}")
+    report = compare_purifiers(reference, candidate, frames, config, output, batch)
     log.info("%s", report)
     if report.disagreement > max_disagreement:
         raise ModelFormatError(f"{report}, above the {max_disagreement:.1%} allowed: keep this pair in a higher "
