@@ -9,10 +9,14 @@ photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 ``bdmae_photo_mae``; ``bdmae_early_exit`` is ``bdmae`` with the clean-frame early exit
 and ``bdmae_calibrated`` is ``bdmae`` with the score gate that ``Purifier.calibrate`` sets at
 the 99th percentile over 200 clean test frames other than the evaluated ones;
-``bdmae_fast`` is ``PurifierConfig.fast()`` (first-round exit, early exit, 3 refinement steps)
-and ``bdmae_fast_calibrated`` the same with the gate (none is part of the published method; the
-quantile and the fast preset were chosen on the badnets and blended_patch signs victims only).
-``rows_clean`` / ``rows_backdoor``: model plus restorer rows per clean / triggered frame. Classifier and restorer run as ONNX Runtime engines, the deployment
+``bdmae_fast`` is ``PurifierConfig.fast()`` (one round of 5 stage-1 masks, early exit at 1
+of 5, 1 refinement step), ``bdmae_fast_calibrated`` the same with the gate,
+``bdmae_fast_3steps`` with 3 refinement steps, and ``bdmae_fast_5rounds`` the preset's first
+design (all 5 rounds unless the first moved the answer at most once, early exit 0.3, 3 steps).
+None is part of the published method; the quantile and the fast preset were chosen on the
+badnets and blended_patch signs victims only. ``rows_clean`` / ``rows_backdoor``: model plus
+restorer rows per clean / triggered frame; ``img_per_s``: frames per second of defense plus
+answer, in batches of 50. Classifier and restorer run as ONNX Runtime engines, the deployment
 path. For every (attack, defense) a row with ca (clean test frames), ba and asr (triggered
 non-target frames), ms_per_image (defense plus the model's answer, one CPU process) and the
 engine calls per frame. Rows ``trigger:NAME`` (``held_out``) are triggers of our own design
@@ -90,7 +94,10 @@ def bdmae_variants(restorer) -> dict:
             "bdmae_early_exit": (restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
             "bdmae_calibrated": (restorer, PurifierConfig(), True),
             "bdmae_fast": (restorer, PurifierConfig.fast(), False),
-            "bdmae_fast_calibrated": (restorer, PurifierConfig.fast(), True)}
+            "bdmae_fast_calibrated": (restorer, PurifierConfig.fast(), True),
+            "bdmae_fast_3steps": (restorer, PurifierConfig.fast(refine_steps=3), False),
+            "bdmae_fast_5rounds": (restorer, PurifierConfig(first_round_exit=0.2, early_exit=0.3, refine_steps=3),
+                                   False)}
 
 
 def _subset(n_total: int, n: int) -> np.ndarray:
@@ -132,11 +139,11 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
         calls = (model_engine.samples - seen) / (len(ci) + len(bi))
         rows.append(row(cleanser.name, *preds, time.perf_counter() - t0, round(calls, 1), 0))
 
-    gates = {}  # (restorer engine, refinement steps) -> the gate calibrated with them
+    gates = {}  # (restorer engine, rounds, refinement steps) -> the gate calibrated with them
     for name, (restorer_engine, config, calibrated) in variants.items():
         purifier = Purifier(model_engine, restorer_engine, config)
         if calibrated:  # on clean frames disjoint from the evaluated ones
-            key = (id(restorer_engine), config.refine_steps)  # calibration ignores the exits
+            key = (id(restorer_engine), config.rounds, config.refine_steps)  # calibration ignores the exits
             if key not in gates:
                 others = np.setdiff1d(np.arange(len(test)), ci)
                 gates[key] = purifier.calibrate(
@@ -152,7 +159,7 @@ def evaluate(model_engine, variants: dict, victim, n: int, batch: int = 50) -> l
                 calls[j] += len(result) * np.array([result.model_calls, result.restorer_calls])
             preds.append(np.concatenate(out))
         per_frame = [round(float(c) / (len(ci) + len(bi)), 1) for c in calls.sum(axis=0)]
-        rows.append({**row(name, *preds, seconds, *per_frame),
+        rows.append({**row(name, *preds, seconds, *per_frame), "img_per_s": round((len(ci) + len(bi)) / seconds, 1),
                      "rows_clean": round(float(calls[0].sum()) / len(ci), 1),
                      "rows_backdoor": round(float(calls[1].sum()) / len(bi), 1)})
     return rows

@@ -4,19 +4,21 @@
     python -m benchmarks.stream --backend torch-cuda --json results/stream_gpu.json
     python -m benchmarks.stream --backend tensorrt --json results/stream_trt.json
     python -m benchmarks.stream --size 224 --backend torch-cuda --json ...     # speed only, ViT-B/16 MAE
+    python -m benchmarks.stream --quick --size 224 --frames 6 --modes none,faithful,fast --json ...  # the same on a CPU
 
 The video (edgeguard.data.video): shots of SynthSigns test frames with sensor noise and
 flicker; in half the shots the BadNets sticker appears part-way and drifts up to 2 px (the
 undefended model obeys it at its own place and partly one pixel off). The
 model is the demo's BadNets classifier, the restorer the demo's tiny MAE (4-px tokens),
 both exported to ONNX. Frames go through one at a time, as from a camera. Rows keyed mode
-(none, faithful, warm_start, early_exit, warm_start+early_exit, fast: ``PurifierConfig.fast()``, and with
-"+gate" the score gate
-of ``Purifier.calibrate`` measured on 100 frames of a second, trigger-free video of other test
+(none, faithful, warm_start, early_exit, warm_start+early_exit, fast: ``PurifierConfig.fast()``,
+and with "+gate" the score gate of ``Purifier.calibrate`` measured on 100 frames of a second, trigger-free video of other test
 scenes from the same camera model: noise and flicker included), backend, fps, ca (clean
-frames), ba and asr (triggered frames), with the engine calls per frame and the share of
-warm-started frames. At --size 224 the models have random weights (ViT-B/16 MAE layout,
-a PreAct-ResNet-18 classifier): fps only, ca/ba/asr are null.
+frames), ba and asr (triggered frames), with the engine calls per frame, the share of
+warm-started frames and the FLOPs per frame (the model's from torch's FlopCounterMode, the
+restorer's from ``restorer_flops`` at the visible count each call gathers). At --size 224
+the models have random weights (ViT-B/16 MAE layout, a PreAct-ResNet-18 classifier): fps and
+FLOPs only, ca/ba/asr are null.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
+from edgeguard.runtime.base import Engine
 
 VIDEO = {"quick": {"shots": 12, "frames_per_shot": 10}, "full": {"shots": 40, "frames_per_shot": 12}}
 # Early exit when at most this share of the stage-1 restorations moved the answer; the purify
@@ -49,6 +52,45 @@ def modes():
             "warm_start+early_exit+gate": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), True),
             "fast": (PurifierConfig.fast(), cold, False), "fast+gate": (PurifierConfig.fast(), cold, True),
             "warm_start+fast+gate": (PurifierConfig.fast(), StreamConfig(), True)}
+
+
+class FlopCountingEngine(Engine):
+    """``engine``, adding up ``flops(arrays)`` of each call in ``flops_total``."""
+
+    def __init__(self, engine: Engine, flops):
+        super().__init__()
+        self.engine, self.count, self.flops_total = engine, flops, 0
+        self.backend = engine.backend
+
+    input_names = property(lambda self: self.engine.input_names)
+    output_names = property(lambda self: self.engine.output_names)
+    input_shapes = property(lambda self: self.engine.input_shapes)
+    metadata = property(lambda self: self.engine.metadata)
+
+    def _run(self, arrays):
+        self.flops_total += self.count(arrays)
+        return self.engine._run(arrays)
+
+
+def counted_engines(engines, model, mae, shape):
+    """The (model, restorer) engines wrapped to count FLOPs: the model's per row from torch's
+    FlopCounterMode on the module, the restorer's from ``restorer_flops`` at the visible count
+    the exported graph gathers (the batch's most visible row)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edgeguard.models.mae import restorer_flops
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *shape))
+    per_row = counter.get_total_flops()
+    config = mae.config
+
+    def restorer(arrays):
+        visible = max(int((1 - arrays[1]).sum(axis=1).max()), 1)
+        return len(arrays[1]) * restorer_flops(config, visible)
+
+    return FlopCountingEngine(engines[0], lambda arrays: len(arrays[0]) * per_row), FlopCountingEngine(engines[1], restorer)
 
 
 def _engines(backend: str, workdir: Path, model, mae, shape, threads: int):
@@ -96,7 +138,7 @@ def _video_224(size: dict):
     return create_model("preact_resnet18", num_outputs=43), create_model("mae_vit_base_patch16"), video, None, None
 
 
-def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
+def run_modes(purifier_for, video, target, calibration=None, only=None) -> list[dict]:
     from edgeguard.data.dataset import to_float_nchw
     from edgeguard.metrics import attack_success_rate, backdoor_accuracy, clean_accuracy
 
@@ -106,14 +148,19 @@ def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
     # sessions (which the first Purifier or the first call would otherwise do inside the timing).
     config, stream_config, _ = modes()["faithful"]
     list(purifier_for(config).stream(video.frames[:1], stream_config))
-    gates = {}  # refinement steps -> the gate calibrated with them (calibration ignores the exits), not timed
+    gates = {}  # (rounds, refinement steps) -> the gate calibrated with them (calibration ignores the exits), not timed
+    counted = purifier_for(None)
+    flops = lambda: sum(getattr(e, "flops_total", 0) for e in (counted.model, counted.restorer))  # noqa: E731
     for mode, (config, stream_config, gated) in {"none": (None, None, False), **modes()}.items():
+        if only and mode not in only:
+            continue
         if gated and calibration is None:
             continue  # 224 px: random weights, nothing to calibrate on
-        if gated and config.refine_steps not in gates:
-            gates[config.refine_steps] = purifier_for(config).calibrate(calibration).config.score_gate
-        purifier = purifier_for(dataclasses.replace(config, score_gate=gates[config.refine_steps])) if gated else None
-        t0 = time.perf_counter()
+        key = (config.rounds, config.refine_steps) if config is not None else None
+        if gated and key not in gates:
+            gates[key] = purifier_for(config).calibrate(calibration).config.score_gate
+        purifier = purifier_for(dataclasses.replace(config, score_gate=gates[key])) if gated else None
+        before, t0 = flops(), time.perf_counter()
         if config is None:
             engine = purifier_for(None).model
             pred = np.concatenate([engine(to_float_nchw(f[None])).argmax(1) for f in video.frames])
@@ -126,7 +173,8 @@ def run_modes(purifier_for, video, target, calibration=None) -> list[dict]:
         seconds = time.perf_counter() - t0
         row = {"mode": mode, "fps": round(len(video) / seconds, 2), "ca": None, "ba": None, "asr": None,
                "model_calls": round(float(calls[0]), 1), "restorer_calls": round(float(calls[1]), 1),
-               "warm_share": round(warm, 3), "frames": len(video)}
+               "warm_share": round(warm, 3), "frames": len(video),
+               "gflops_per_frame": round((flops() - before) / len(video) / 1e9, 3)}
         if target is not None:
             targets = np.full(int(triggered.sum()), target)
             row.update(ca=clean_accuracy(pred[~triggered], video.labels[~triggered]),
@@ -142,6 +190,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "torch-cuda", "tensorrt"])
     p.add_argument("--size", type=int, default=32, choices=[32, 224], help="frame side (224: random weights)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--frames", type=int, help="only the video's first N frames (224 px on a CPU: a few)")
+    p.add_argument("--modes", help="comma-separated modes to run (default all), e.g. none,faithful,fast")
     args = p.parse_args(argv)
     from edgeguard.purify import Purifier
 
@@ -154,9 +204,12 @@ def main(argv=None) -> int:
         model, mae, video, target, calibration = (_video_32 if args.size == 32 else _video_224)(size)
         shape = (3, args.size, args.size)
         with tempfile.TemporaryDirectory(prefix="edgeguard-stream-") as tmp:
-            engines = _engines(args.backend, Path(tmp), model.eval(), mae.eval(), shape, args.threads)
+            engines = counted_engines(_engines(args.backend, Path(tmp), model.eval(), mae.eval(), shape, args.threads),
+                                      model, mae, shape)
+            if args.frames:
+                video = video.head(args.frames)
             rows = run_modes(lambda config: Purifier(*engines, config) if config else Purifier(*engines),
-                             video, target, calibration)
+                             video, target, calibration, args.modes.split(",") if args.modes else None)
         return [{**r, "backend": args.backend, "size": args.size} for r in rows]
 
     config = {"mode": "quick" if args.quick else "full", **size, "early_exit": EARLY_EXIT, "size": args.size,

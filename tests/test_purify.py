@@ -157,13 +157,15 @@ def test_the_fast_preset_removes_the_trigger_with_fewer_engine_rows(setup):
     truth = ScriptedModel()(np.concatenate([clean, clean])).argmax(1)
     np.testing.assert_array_equal(result.prediction, truth)
     faithful = Purifier(ScriptedModel(), restorer)(mixed)
-    assert result.model_calls + result.restorer_calls < 0.6 * (faithful.model_calls + faithful.restorer_calls)
+    # Clean frames: 1 + 5 model and 5 restorer rows; triggered: 1 + 5 + 2 + 1 and 5 + 2 + 5.
+    assert (result.model_calls, result.restorer_calls) == ((6 * 6 + 6 * 9) / 12, (6 * 5 + 6 * 12) / 12)
+    assert faithful.model_calls + faithful.restorer_calls == 97
     assert PurifierConfig.fast(refine_steps=5).refine_steps == 5 and PurifierConfig.fast().seed == 33333
     # Calibration runs the full method on every clean frame, whatever the preset skips.
     more, _ = _frames(10, seed=5)
     restorer = OracleRestorer({**restorer.clean_of, **{c.tobytes(): c for c in more}})
     gate = Purifier(ScriptedModel(), restorer, PurifierConfig.fast()).calibrate(more, quantile=0.9).config.score_gate
-    every = Purifier(ScriptedModel(), restorer, PurifierConfig(refine_steps=3))(more)
+    every = Purifier(ScriptedModel(), restorer, PurifierConfig(rounds=1, refine_steps=1))(more)
     assert gate == pytest.approx(np.quantile(every.token_scores.reshape(10, -1).max(axis=1), 0.9), abs=1e-12)
 
 

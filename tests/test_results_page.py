@@ -3,7 +3,8 @@ from pathlib import Path
 
 from benchmarks.report import _BLOCK, update_page
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "results.md"
 
 
 def test_the_results_page_is_generated_from_the_committed_results():
@@ -11,6 +12,12 @@ def test_the_results_page_is_generated_from_the_committed_results():
     blocks = list(_BLOCK.finditer(text))
     assert len(blocks) >= 10  # every benchmark's results file
     assert update_page(text) == text, "run: python -m benchmarks.report --update docs/results.md"
+
+
+def test_the_readme_tables_are_generated_from_the_committed_results():
+    text = (ROOT / "README.md").read_text()
+    assert list(_BLOCK.finditer(text))
+    assert update_page(text) == text, "run: python -m benchmarks.report --update README.md"
 
 
 def test_an_edited_figure_is_caught(tmp_path):

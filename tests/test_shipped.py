@@ -101,9 +101,9 @@ def test_the_demo_runs_on_the_shipped_models_and_prints_each_defense(tmp_path, m
     monkeypatch.setenv("EDGEGUARD_CACHE", str(tmp_path / "cache"))
     report = run_demo(tmp_path / "demo.png", frames=8, batch=8, progress=False)
     out = capsys.readouterr().out
-    for row in ("no defense", "BDMAE ", "BDMAE + clean gate", "BDMAE fast + gate"):
+    for row in ("no defense", "BDMAE ", "BDMAE + clean gate", "BDMAE fast"):
         assert f"\n  {row}" in out, out
     assert report["none"]["asr"] >= 0.75 and report["bdmae"]["asr"] <= 0.25  # the backdoor works; BDMAE removes it
     assert report["bdmae_calibrated"]["ca"] >= report["bdmae"]["ca"] and report["bdmae_calibrated"]["score_gate"] > 0
-    assert report["bdmae_fast_calibrated"]["asr"] <= 0.25 and report["bdmae_fast_calibrated"]["rows_per_frame"] < 97
+    assert report["bdmae_fast"]["asr"] <= 0.25 and report["bdmae_fast"]["rows_per_frame"] < 97
     assert (tmp_path / "demo.png").stat().st_size > 10_000

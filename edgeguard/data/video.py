@@ -33,6 +33,10 @@ class TriggerVideo:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def head(self, n: int) -> "TriggerVideo":
+        """The first ``n`` frames."""
+        return TriggerVideo(self.frames[:n], self.labels[:n], self.triggered[:n], self.shot[:n], self.offset[:n])
+
 
 def _paste(image: np.ndarray, sticker: np.ndarray, where: np.ndarray, dy: int, dx: int) -> np.ndarray:
     out = image.copy()

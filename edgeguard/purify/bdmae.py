@@ -25,7 +25,9 @@ restorations without using the answers; those calls are skipped (47 model calls 
 restorer calls per image instead of 52 and 50).
 
 Beyond the paper, off by default: ``PurifierConfig(early_exit=...)`` returns frames whose
-stage-1 answers barely moved unchanged, skipping stages 2 and 3; ``Purifier.calibrate(clean)``
+stage-1 answers barely moved unchanged, skipping stages 2 and 3 (``first_round_exit`` already
+after the first 5 masks; ``PurifierConfig.fast()`` combines both with 3 refinement steps);
+``Purifier.calibrate(clean)``
 sets ``score_gate``, under which a frame whose highest token score stays within what the
 user's clean frames reach keeps its answer; ``Purifier.stream`` with
 ``StreamConfig(warm_start=True)`` lets a video frame build on the previous frame's scores.

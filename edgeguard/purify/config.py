@@ -100,22 +100,23 @@ class PurifierConfig:
 
     @classmethod
     def fast(cls, **changes) -> "PurifierConfig":
-        """The fast preset (not in BDMAE): about 5x fewer engine rows on a clean frame.
+        """The fast preset (not in BDMAE): about 5x faithful's frames per second.
 
-        A frame leaves after the first stage-1 round when at most 1 of its 5 restorations
-        moved the answer (``first_round_exit=0.2``), or after all 25 when at most 30% did
-        (``early_exit=0.3``); the rest get 3 refinement steps per score instead of 10. On
-        32-px SynthSigns that is about 18 engine rows per clean frame instead of 97 and 69
-        per triggered frame, at the faithful mode's CA/BA/ASR or better (chosen on the badnets
-        and blended_patch victims; ``benchmarks/purify.py`` reports every attack). Add
-        ``Purifier.calibrate`` for the score gate. ``changes`` override single fields.
+        Stage 1 runs one round of 5 masks instead of 5 rounds (``rounds=1``); a frame whose
+        answer moved on at most 1 of them (``early_exit=0.2``) keeps it, the others get 1
+        refinement step per score instead of 10. On 32-px SynthSigns: 12-14 engine rows per
+        clean frame and 21 per triggered one instead of 97, 5.7x faithful's frames per
+        second, CA 0.99-0.995, BA 0.99 and ASR 0.01 against faithful's 0.95-0.975 / 1.0 / 0
+        (chosen on the badnets and blended_patch victims only; ``benchmarks/purify.py``
+        reports every attack, triggers never tuned on included). ``changes`` override fields
+        (e.g. ``refine_steps=3``: BA 0.995-1.0, ASR 0, 4.5x).
 
-        >>> PurifierConfig.fast().refine_steps
-        3
+        >>> PurifierConfig.fast().rounds, PurifierConfig.fast(refine_steps=3).refine_steps
+        (1, 3)
         """
         import dataclasses
 
-        return dataclasses.replace(cls(first_round_exit=0.2, early_exit=0.3, refine_steps=3), **changes)
+        return dataclasses.replace(cls(rounds=1, early_exit=0.2, refine_steps=1), **changes)
 
 
 @dataclass(frozen=True)
