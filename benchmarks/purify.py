@@ -10,7 +10,7 @@ photo-only restorer, BDMAE's "generic MAE" setting, runs on the first attack as
 and ``bdmae_calibrated`` is ``bdmae`` with the score gate that ``Purifier.calibrate`` sets at
 the 99th percentile over 200 clean test frames other than the evaluated ones;
 ``bdmae_fast`` is ``PurifierConfig.fast()`` (one round of 5 stage-1 masks, early exit at 1
-of 5, 1 refinement step), ``bdmae_fast_calibrated`` the same with the gate,
+of 5, 1 refinement step; the score gate is refused there, see PurifierConfig),
 ``bdmae_fast_3steps`` with 3 refinement steps, and ``bdmae_fast_5rounds`` the preset's first
 design (all 5 rounds unless the first moved the answer at most once, early exit 0.3, 3 steps).
 None is part of the published method; the quantile and the fast preset were chosen on the
@@ -94,7 +94,6 @@ def bdmae_variants(restorer) -> dict:
             "bdmae_early_exit": (restorer, PurifierConfig(early_exit=EARLY_EXIT), False),
             "bdmae_calibrated": (restorer, PurifierConfig(), True),
             "bdmae_fast": (restorer, PurifierConfig.fast(), False),
-            "bdmae_fast_calibrated": (restorer, PurifierConfig.fast(), True),
             "bdmae_fast_3steps": (restorer, PurifierConfig.fast(refine_steps=3), False),
             "bdmae_fast_5rounds": (restorer, PurifierConfig(first_round_exit=0.2, early_exit=0.3, refine_steps=3),
                                    False)}

@@ -11,7 +11,6 @@ rows_per_frame and rows_clean / rows_backdoor (model + restorer rows), ca, ba, a
 
   faithful        PurifierConfig(): the paper's algorithm
   fast            PurifierConfig.fast()
-  fast+gate       fast with the score gate of Purifier.calibrate (200 other clean test frames)
   fast+int8       fast on int8 model and restorer (build_engine, calibrated on 300 clean
                   frames of the restorer's fine-tuning domain)
   fast+int8_model fast on the int8 model and the fp32 restorer
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
         int8 = {role: build_engine(path, work / f"{role}.int8.onnx", int8_config, images=calibration).engine
                 for role, path in fp32.items()}
         test, bd = victim.test, victim.backdoor
-        # Even picks are evaluated, odd ones calibrate the score gate and feed the int8 gate.
+        # Even picks are evaluated, odd ones feed the int8 pairs' purifier gate.
         pick_clean = np.linspace(0, len(test) - 1, 2 * n).astype(int)
         pick_bd = np.linspace(0, len(bd.images) - 1, 2 * n).astype(int)
         frames = to_float_nchw(np.concatenate([test.images[pick_clean[::2]], bd.images[pick_bd[::2]]]))
@@ -77,8 +76,7 @@ def main(argv=None) -> int:
                        (("model", fp32["model"]), ("restorer", fp32["restorer"]),
                         ("model8", int8["model"]), ("restorer8", int8["restorer"]))}
             fp32_pair = (engines["model"], engines["restorer"])
-            gated = Purifier(*fp32_pair, fast).calibrate(held_clean)
-            purifiers = {"faithful": Purifier(*fp32_pair), "fast": Purifier(*fp32_pair, fast), "fast+gate": gated,
+            purifiers = {"faithful": Purifier(*fp32_pair), "fast": Purifier(*fp32_pair, fast),
                          "fast+int8": Purifier(engines["model8"], engines["restorer8"], fast),
                          "fast+int8_model": Purifier(engines["model8"], engines["restorer"], fast)}
             for purifier in purifiers.values():  # sessions made and warm before any timing

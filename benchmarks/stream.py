@@ -50,8 +50,7 @@ def modes():
             "warm_start+early_exit": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), False),
             "faithful+gate": (PurifierConfig(), cold, True),
             "warm_start+early_exit+gate": (PurifierConfig(early_exit=EARLY_EXIT), StreamConfig(), True),
-            "fast": (PurifierConfig.fast(), cold, False), "fast+gate": (PurifierConfig.fast(), cold, True),
-            "warm_start+fast+gate": (PurifierConfig.fast(), StreamConfig(), True)}
+            "fast": (PurifierConfig.fast(), cold, False), "warm_start+fast": (PurifierConfig.fast(), StreamConfig(), False)}
 
 
 class FlopCountingEngine(Engine):

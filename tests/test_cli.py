@@ -92,6 +92,8 @@ def test_purify_command_writes_images_and_json(tmp_path, capsys):
     assert main([*purify, "--out", str(tmp_path / "gated"), "--calibrate-on", str(many), "--threads", "1"]) == 0
     assert "calibrated on 100 clean frames: score gate" in capsys.readouterr().out
     gated = json.loads((tmp_path / "gated" / "results.json").read_text())
+    assert main([*purify, "--out", str(tmp_path / "fastgate"), "--fast", "--calibrate-on", str(many)]) == 2
+    assert "needs the full stage 1" in capsys.readouterr().err and not (tmp_path / "fastgate").exists()
     assert [r["original_prediction"] for r in gated] == [r["original_prediction"] for r in records]
     # Bad input: a missing folder and a frame of another size.
     assert main(["purify", "--model", str(tmp_path / "m.onnx"), "--restorer", str(tmp_path / "mae.onnx"),

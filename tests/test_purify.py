@@ -161,11 +161,19 @@ def test_the_fast_preset_removes_the_trigger_with_fewer_engine_rows(setup):
     assert (result.model_calls, result.restorer_calls) == ((6 * 6 + 6 * 9) / 12, (6 * 5 + 6 * 12) / 12)
     assert faithful.model_calls + faithful.restorer_calls == 97
     assert PurifierConfig.fast(refine_steps=5).refine_steps == 5 and PurifierConfig.fast().seed == 33333
-    # Calibration runs the full method on every clean frame, whatever the preset skips.
+    # The score gate is refused for the preset's single round, before any work; with all 5
+    # rounds (the first-round exit), calibration runs the full method on every clean frame.
     more, _ = _frames(10, seed=5)
     restorer = OracleRestorer({**restorer.clean_of, **{c.tobytes(): c for c in more}})
-    gate = Purifier(ScriptedModel(), restorer, PurifierConfig.fast()).calibrate(more, quantile=0.9).config.score_gate
-    every = Purifier(ScriptedModel(), restorer, PurifierConfig(rounds=1, refine_steps=1))(more)
+    counting = ScriptedModel()
+    with pytest.raises(InvalidArgumentError, match="full stage 1"):
+        Purifier(counting, restorer, PurifierConfig.fast()).calibrate(more, quantile=0.9)
+    assert counting.calls == 0
+    with pytest.raises(InvalidArgumentError, match="rounds=1"):
+        PurifierConfig.fast(score_gate=0.5)
+    gentle = PurifierConfig(first_round_exit=0.2, early_exit=0.3, refine_steps=3)
+    gate = Purifier(ScriptedModel(), restorer, gentle).calibrate(more, quantile=0.9).config.score_gate
+    every = Purifier(ScriptedModel(), restorer, PurifierConfig(refine_steps=3))(more)
     assert gate == pytest.approx(np.quantile(every.token_scores.reshape(10, -1).max(axis=1), 0.9), abs=1e-12)
 
 

@@ -328,6 +328,7 @@ class Purifier:
 
         if not 0.5 <= quantile < 1.0:
             raise InvalidArgumentError(f"quantile must be in [0.5, 1), got {quantile}")
+        dataclasses.replace(self.config, score_gate=0.0)  # a config that cannot take a gate fails before the work
         x, _ = as_nchw(clean_frames)
         need = math.ceil(1.0 / (1.0 - quantile) - 1e-9)
         if len(x) < need:

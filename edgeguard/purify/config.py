@@ -8,6 +8,8 @@ from typing import Optional
 from edgeguard import kernels
 from edgeguard.errors import InvalidArgumentError
 
+FULL_ROUNDS = 5  # BDMAE's stage-1 rounds (rp_init_out)
+
 
 @dataclass(frozen=True)
 class PurifierConfig:
@@ -43,7 +45,7 @@ class PurifierConfig:
             (benchmarks/purify.py measures what the fast preset lets through).
         score_gate: None (faithful) or a token score: frames whose highest combined token
             score after refinement is at or below it keep their input and answer (no token
-            looks like a trigger). Not in BDMAE; set it with ``Purifier.calibrate`` from the
+            looks like a trigger; needs ``rounds=5``). Not in BDMAE; set it with ``Purifier.calibrate`` from the
             user's clean frames (the score's 99th percentile over them), which is where
             faithful BDMAE's per-frame clean cost goes (docs/decisions.md). Frames that
             ``Purifier.stream`` warm-starts are not gated: their scores come from fewer masks
@@ -91,6 +93,13 @@ class PurifierConfig:
             raise InvalidArgumentError(f"first_round_exit must be None or in [0, 1), got {self.first_round_exit}")
         if self.score_gate is not None and not (math.isfinite(self.score_gate) and self.score_gate >= 0.0):
             raise InvalidArgumentError(f"score_gate must be None or a finite score >= 0, got {self.score_gate}")
+        if self.score_gate is not None and self.rounds < FULL_ROUNDS:
+            # Measured: with PurifierConfig.fast() (1 round) and a gate calibrated for it,
+            # gaze ASR@5deg went from 0.03 to 0.88 and signs iab BA from 0.94 to 0.82.
+            raise InvalidArgumentError(
+                f"the score gate needs the full stage 1 ({FULL_ROUNDS} rounds of masks), got rounds={self.rounds}: "
+                "with fewer masks triggered frames score lower and pass under it; calibrate a config with "
+                f"rounds={FULL_ROUNDS} (e.g. PurifierConfig(first_round_exit=0.2, early_exit=0.3))")
         if self.max_batch < 1 or self.refine_steps < 0 or self.cap_steps < 0:
             raise InvalidArgumentError(f"max_batch must be >= 1, refine_steps and cap_steps >= 0, got "
                                        f"{self.max_batch}, {self.refine_steps}, {self.cap_steps}")
