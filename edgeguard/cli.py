@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="not in BDMAE: return a frame unchanged when at most this share of the stage-1 "
                         "restorations moved its answer (about half the compute; see PurifierConfig.early_exit)")
     p.add_argument("--fast", action="store_true",
-                   help="not in BDMAE: the fast preset, about 5x fewer engine calls on a clean frame "
-                        "(see PurifierConfig.fast; --early-exit still overrides its early exit)")
+                   help="not in BDMAE: the fast preset, about 5x faithful's speed (see PurifierConfig.fast; "
+                        "--early-exit still overrides its exit; it takes no --calibrate-on)")
     p.add_argument("--calibrate-on", metavar="CLEAN", nargs="+",
                    help="not in BDMAE: clean frames of the same camera or domain (files or folders, >= 100): a frame "
                         "whose token scores stay within what 99%% of them reach keeps its answer "

@@ -201,8 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--cold", action="store_true", help="no warm start: the full method on every frame")
     p.add_argument("--early-exit", type=float, default=None, help="skip stages 2-3 when at most this share of "
                                                                   "stage-1 restorations moved the answer (e.g. 0.3)")
-    p.add_argument("--fast", action="store_true", help="the fast preset (PurifierConfig.fast: about 5x fewer engine "
-                                                       "calls on clean cold frames); --early-exit overrides its exit")
+    p.add_argument("--fast", action="store_true", help="the fast preset (PurifierConfig.fast: about 5x faithful's "
+                                                       "speed; no --calibrate-on); --early-exit overrides its exit")
     p.add_argument("--headless", action="store_true", help="no window: write out/annotated.mp4 and PNGs")
     p.add_argument("--out", default="camera_out")
     p.add_argument("--png-every", type=int, default=30, help="write every Nth annotated frame as a PNG (N >= 1)")

@@ -42,7 +42,7 @@ class PurifierConfig:
             stages 2-3, keeping their answer. Not in BDMAE. A round's masks cover every token
             2 to 4 times, so a trigger inside one token that the restorer removes moves the
             answer on at least 2 of the 5 (0.4); a larger trigger may move it less often
-            (benchmarks/purify.py measures what the fast preset lets through).
+            (``bdmae_fast_5rounds`` in benchmarks/purify.py measures what it lets through).
         score_gate: None (faithful) or a token score: frames whose highest combined token
             score after refinement is at or below it keep their input and answer (no token
             looks like a trigger; needs ``rounds=5``). Not in BDMAE; set it with ``Purifier.calibrate`` from the
