@@ -46,6 +46,7 @@ def main(argv=None) -> int:
         from edgeguard.deploy import BuildConfig, build_engine, export_model, export_restorer
         from edgeguard.deploy.purifier_gate import compare_purifiers
         from edgeguard.purify import Purifier, PurifierConfig
+        from edgeguard.runtime import load_engine
 
         victim, mae = demo_models(progress=False, allow_training=False)
         work = Path(tempfile.mkdtemp(prefix="edgeguard-speed-"))
@@ -70,8 +71,6 @@ def main(argv=None) -> int:
                                     ("fast+int8_model", (int8["model"], fp32["restorer"])))}
         rows = []
         for threads in THREADS:
-            from edgeguard.runtime import load_engine
-
             engines = {key: load_engine(path, threads=threads) for key, path in
                        (("model", fp32["model"]), ("restorer", fp32["restorer"]),
                         ("model8", int8["model"]), ("restorer8", int8["restorer"]))}

@@ -174,10 +174,9 @@ def cmd_purify(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--batch and --threads must be >= 1, got {args.batch}, {args.threads}")
     check_writable(args.out, "--out", folder=True)
     engines = [load_engine(path, threads=args.threads) if args.threads else path for path in (args.model, args.restorer)]
-    config = PurifierConfig.fast() if args.fast else PurifierConfig()
-    if args.early_exit is not None:
-        config = dataclasses.replace(config, early_exit=args.early_exit)
-    purifier = Purifier(*engines, dataclasses.replace(config, ssim_mode=args.ssim, seed=args.seed), output=args.output_kind)
+    exit_share = {} if args.early_exit is None else {"early_exit": args.early_exit}  # else the preset's
+    config = (PurifierConfig.fast if args.fast else PurifierConfig)(ssim_mode=args.ssim, seed=args.seed, **exit_share)
+    purifier = Purifier(*engines, config, output=args.output_kind)
     if args.calibrate_on:
         check_output_folder(Path(args.out), image_files(args.images))  # refused before the calibration's work
         spec = purifier.model.spec

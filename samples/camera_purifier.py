@@ -22,7 +22,6 @@ Needs OpenCV: pip install opencv-python (or opencv-python-headless for --headles
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -131,10 +130,8 @@ def run(args) -> dict:
     model_path, restorer_path = (args.model, args.restorer) if args.model else demo_engines(workdir)
     model, restorer = load_engine(model_path), load_engine(restorer_path)
     c, side_h, side_w = model.input_shapes.get(model.input_names[0]) or (3, 32, 32)
-    config = PurifierConfig.fast() if args.fast else PurifierConfig()
-    if args.early_exit is not None:
-        config = dataclasses.replace(config, early_exit=args.early_exit)
-    purifier = Purifier(model, restorer, config)  # output kind from the model's spec
+    exit_share = {} if args.early_exit is None else {"early_exit": args.early_exit}  # else the preset's
+    purifier = Purifier(model, restorer, (PurifierConfig.fast if args.fast else PurifierConfig)(**exit_share))
     if args.calibrate_on:
         clean = [to_model_frame(cv2, f, c, side_h, side_w) for f in read_footage(cv2, args.calibrate_on)]
         if not clean:

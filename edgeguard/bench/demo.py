@@ -62,28 +62,24 @@ def run_demo(out: str | Path = "demo.png", attack: str = "badnets", frames: int 
     t0 = time.perf_counter()
     plain = np.concatenate([model(to_float_nchw(stream[i:i + batch])).argmax(1) for i in range(0, len(stream), batch)])
     plain_fps = len(stream) / (time.perf_counter() - t0)
-    purifier = Purifier(model, restorer)
-    results = [purifier(stream[i:i + batch]) for i in range(0, len(stream), batch)]
-    purified_fps = len(stream) / sum(r.seconds for r in results)
-    pred = np.concatenate([r.prediction for r in results])
-    others = np.setdiff1d(np.arange(len(victim.test)), bd.index[pick])  # never the frames shown
-    calibration = victim.test.images[others[np.linspace(0, len(others) - 1, 100).astype(int)]]
-    gated = purifier.calibrate(calibration)
-    gated_results = [gated(stream[i:i + batch]) for i in range(0, len(stream), batch)]
-    gated_fps = len(stream) / sum(r.seconds for r in gated_results)
-    fast = Purifier(model, restorer, PurifierConfig.fast())
-    fast_results = [fast(stream[i:i + batch]) for i in range(0, len(stream), batch)]
-
     def figures(p: np.ndarray) -> dict:
         return {"ca": clean_accuracy(p[:frames], labels), "ba": backdoor_accuracy(p[frames:], labels, targets),
                 "asr": attack_success_rate(p[frames:], labels, targets)}
 
-    report = {"none": {**figures(plain), "fps": plain_fps}, "bdmae": {**figures(pred), "fps": purified_fps},
-              "bdmae_calibrated": {**figures(np.concatenate([r.prediction for r in gated_results])), "fps": gated_fps,
-                                   "score_gate": gated.config.score_gate},
-              "bdmae_fast": {**figures(np.concatenate([r.prediction for r in fast_results])),
-                             "fps": len(stream) / sum(r.seconds for r in fast_results),
-                             "rows_per_frame": float(np.mean([r.model_calls + r.restorer_calls for r in fast_results]))}}
+    def purify_stream(purifier) -> tuple[list, dict]:
+        """The stream through ``purifier`` in batches: the results and their row of the report."""
+        results = [purifier(stream[i:i + batch]) for i in range(0, len(stream), batch)]
+        return results, {**figures(np.concatenate([r.prediction for r in results])),
+                         "fps": len(stream) / sum(r.seconds for r in results),
+                         "rows_per_frame": float(np.mean([r.model_calls + r.restorer_calls for r in results]))}
+
+    purifier = Purifier(model, restorer)
+    results, faithful = purify_stream(purifier)
+    others = np.setdiff1d(np.arange(len(victim.test)), bd.index[pick])  # never the frames shown
+    gated = purifier.calibrate(victim.test.images[others[np.linspace(0, len(others) - 1, 100).astype(int)]])
+    report = {"none": {**figures(plain), "fps": plain_fps}, "bdmae": faithful,
+              "bdmae_calibrated": {**purify_stream(gated)[1], "score_gate": gated.config.score_gate},
+              "bdmae_fast": purify_stream(Purifier(model, restorer, PurifierConfig.fast()))[1]}
     print(f"SynthSigns stream, {attack} backdoor (target class {victim.attack.target_}), "
           f"{frames} clean + {frames} triggered frames, ONNX Runtime on the CPU:")
     print(f"  {'defense':<19}{'CA':>7}{'BA':>7}{'ASR':>7}{'fps':>9}")

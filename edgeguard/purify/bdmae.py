@@ -183,16 +183,21 @@ class Purifier:
         masks = self._stage1_masks(grid * grid)[rounds]
         if first_round_exit is None or len(masks) == 1:
             restored, moved = self._stage1_restore(x, reference, masks)
-            return (*self._stage1_scores(x, restored, moved, masks, pix2tok), np.zeros(b, bool))
+            return (*self._stage1_scores(x, restored, moved, masks, grid, pix2tok), np.zeros(b, bool))
         restored, moved = self._stage1_restore(x, reference, masks[:1])
         left = moved.mean(axis=1) <= first_round_exit
-        image_score, label_score, share = self._stage1_scores(x, restored, moved, masks[:1], pix2tok)
         stay = np.flatnonzero(~left)
+        groups = [(np.flatnonzero(left), restored[left], moved[left], masks[:1])]
         if len(stay):
             more_restored, more_moved = self._stage1_restore(x[stay], reference[stay], masks[1:])
-            image_score[stay], label_score[stay], share[stay] = self._stage1_scores(
-                x[stay], np.concatenate([restored[stay], more_restored], axis=1),
-                np.concatenate([moved[stay], more_moved], axis=1), masks, pix2tok)
+            groups.append((stay, np.concatenate([restored[stay], more_restored], axis=1),
+                           np.concatenate([moved[stay], more_moved], axis=1), masks))
+        image_score, label_score = np.zeros((2, b, grid * grid), np.float32)
+        share = np.zeros(b)
+        for i, group_restored, group_moved, group_masks in groups:
+            if len(i):
+                image_score[i], label_score[i], share[i] = self._stage1_scores(
+                    x[i], group_restored, group_moved, group_masks, grid, pix2tok)
         return image_score, label_score, share, left
 
     def _stage1_restore(self, x, reference, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +210,11 @@ class Purifier:
         moved = self._moved(answers, np.repeat(reference, len(flat), axis=0)).reshape(b, len(flat))
         return restored.reshape(b, *masks.shape[:2], *x.shape[1:]), moved
 
-    def _stage1_scores(self, x, restored, moved, masks, pix2tok):
+    def _stage1_scores(self, x, restored, moved, masks, grid: int, pix2tok):
         """Image and label token scores (B, L) and the moved share (B,) from stage-1 restorations."""
         b, _, h, w = x.shape
         shape = x.shape[1:]
         n_rounds, per_round, length = masks.shape
-        grid = int(round(length ** 0.5))
         flat = masks.reshape(-1, length)
         # A mean over the masks, so fewer masks (stream warm start) keep the scale of K = floor(sum).
         label_score = (moved[:, :, None] * flat[None]).sum(axis=1) / len(flat)

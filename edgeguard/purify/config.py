@@ -123,9 +123,7 @@ class PurifierConfig:
         >>> PurifierConfig.fast().rounds, PurifierConfig.fast(refine_steps=3).refine_steps
         (1, 3)
         """
-        import dataclasses
-
-        return dataclasses.replace(cls(rounds=1, early_exit=0.2, refine_steps=1), **changes)
+        return cls(**{"rounds": 1, "early_exit": 0.2, "refine_steps": 1, **changes})
 
 
 @dataclass(frozen=True)
